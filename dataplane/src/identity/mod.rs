@@ -1,0 +1,1 @@
+//! Identity stage (placeholder until it lands).

@@ -1,0 +1,1 @@
+//! PostgreSQL protocol 3.0 codec (placeholder until the codec lands).
