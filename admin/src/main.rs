@@ -1,1 +1,44 @@
-fn main() {}
+//! tollctl: the Tollgate admin binary. Commands come in groups, one per area of the gateway
+//! (`token` today; `policy`, `sessions` and `recordings` join it beside `token`), each group
+//! in its own module with its own clap subcommand enum.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod token;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Tollgate admin: identity tokens (and, as they land, policies, sessions and recordings).
+#[derive(Debug, Parser)]
+#[command(name = "tollctl", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Mint and inspect identity tokens with the embedded development issuer.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+}
+
+fn main() -> ExitCode {
+    tollgate::identity::install_crypto_provider();
+    // Usage errors print clap's message and exit 2.
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Token(command) => token::run(command),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tollctl: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

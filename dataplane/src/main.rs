@@ -1,1 +1,125 @@
-fn main() {}
+//! `tollgate`: the data plane binary. `tollgate run --config PATH` starts one shard per core;
+//! `tollgate check-config --config PATH` validates a configuration and exits.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Policy-enforcing gateway for databases and services"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// Path of the TOML configuration (see deploy/examples/tollgate.toml).
+        #[arg(long, env = "TOLLGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration (including secrets and TLS files) and exit.
+    CheckConfig {
+        #[arg(long, env = "TOLLGATE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::CheckConfig { config } => check(&config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tollgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<std::sync::Arc<tollgate::session::Gateway>> {
+    tollgate::identity::install_crypto_provider();
+    let config = tollgate::config::Config::load(path)?;
+    let shutdown = tollgate::runtime::Shutdown::new();
+    Ok(tollgate::session::Gateway::new(config, shutdown)?)
+}
+
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let gw = load(path)?;
+    println!(
+        "config ok: listen {}, {} connection(s)",
+        gw.config.gateway.listen,
+        gw.upstreams.len()
+    );
+    Ok(())
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let gw = load(path)?;
+    let g = &gw.config.gateway;
+    let shards = match g.shards {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let io_memory = g.io_memory_kib * 1024;
+    tollgate::runtime::check_memlock(shards, io_memory)?;
+
+    // Fail here, with a clear message, if the address is taken by a process that does not
+    // share it (SO_REUSEPORT lets the shards, and a replacement gateway, bind it together).
+    probe_listen(g.listen).with_context(|| format!("cannot listen on {}", g.listen))?;
+
+    gw.shutdown
+        .watch_signals(gw.config.drain_timeout())
+        .context("cannot install signal handlers")?;
+    tracing::info!(
+        listen = %g.listen,
+        shards,
+        connections = gw.upstreams.len(),
+        tls = gw.tls.is_some(),
+        "tollgate starting"
+    );
+    let shard_gw = std::sync::Arc::clone(&gw);
+    let results = tollgate::runtime::run_shards(shards, io_memory, move || {
+        let gw = std::sync::Arc::clone(&shard_gw);
+        async move {
+            tollgate::session::serve_shard(gw)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })?;
+    let failures: Vec<String> = results.into_iter().filter_map(|r| r.err()).collect();
+    if !failures.is_empty() {
+        anyhow::bail!("shard failed: {}", failures.join("; "));
+    }
+    tracing::info!("tollgate stopped");
+    Ok(())
+}
+
+fn probe_listen(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    Ok(())
+}

@@ -1,1 +1,168 @@
-//! Session stage.
+//! Session stage: what the gateway shares between shards ([`Gateway`]), what each shard keeps
+//! for itself ([`Shard`]), the accept loop of a shard, and the per-protocol pipelines that
+//! drive one connection through the data path (`pg.rs` for PostgreSQL).
+
+pub mod buffer;
+pub mod cancel;
+pub mod pg;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::identity::Verifier;
+use crate::runtime::{self, Phase, Shutdown, ShutdownSignal};
+use crate::upstream::UpstreamTarget;
+use cancel::CancelRegistry;
+
+/// Errors building the gateway from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Identity(#[from] crate::identity::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::Error),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::ConfigError),
+}
+
+/// Process-wide state every shard reads; built once at start-up, never locked on the hot path.
+pub struct Gateway {
+    pub config: Config,
+    pub verifier: Arc<Verifier>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub upstreams: HashMap<String, Arc<UpstreamTarget>>,
+    pub cancels: Arc<CancelRegistry>,
+    pub shutdown: Arc<Shutdown>,
+}
+
+impl Gateway {
+    pub fn new(config: Config, shutdown: Arc<Shutdown>) -> Result<Arc<Self>, StartError> {
+        let verifier = Verifier::from_config(&config.identity)?;
+        let tls = match (&config.gateway.tls_cert, &config.gateway.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+            _ => None,
+        };
+        let mut upstreams = HashMap::new();
+        for c in &config.connections {
+            upstreams.insert(c.name.clone(), Arc::new(UpstreamTarget::from_config(c)?));
+        }
+        Ok(Arc::new(Self {
+            config,
+            verifier,
+            tls,
+            upstreams,
+            cancels: CancelRegistry::new(),
+            shutdown,
+        }))
+    }
+}
+
+/// What one shard keeps for its own sessions.
+#[derive(Default)]
+pub struct Shard {
+    /// Sessions running on this shard.
+    pub active: Cell<usize>,
+    /// Wakes this shard's sessions when the process starts to drain or close.
+    pub signal: ShutdownSignal,
+}
+
+/// Counts a session as active for as long as it lives.
+struct ActiveGuard(Rc<Shard>);
+
+impl ActiveGuard {
+    fn new(shard: &Rc<Shard>) -> Self {
+        shard.active.set(shard.active.get() + 1);
+        Self(Rc::clone(shard))
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get().saturating_sub(1));
+    }
+}
+
+/// How often a shard looks at the process-wide shutdown phase.
+const PHASE_POLL: Duration = Duration::from_millis(100);
+
+/// Runs one shard: accept connections until shutdown, then drain.
+pub async fn serve_shard(gw: Arc<Gateway>) -> Result<(), std::io::Error> {
+    let listener = runtime::bind(gw.config.gateway.listen)?;
+    let shard = Rc::new(Shard::default());
+    let id = runtime::shard_id();
+    tracing::debug!(shard = id, addr = %gw.config.gateway.listen, "shard listening");
+
+    // The shard's watcher turns the process-wide phase into a local wake-up.
+    {
+        let gw = Arc::clone(&gw);
+        let shard = Rc::clone(&shard);
+        runtime::spawn_local(async move {
+            loop {
+                let phase = gw.shutdown.phase();
+                shard.signal.set(phase);
+                if phase == Phase::Closing {
+                    break;
+                }
+                runtime::sleep(PHASE_POLL).await;
+            }
+        });
+    }
+
+    loop {
+        let next =
+            futures_lite::future::or(async { Some(runtime::accept(&listener).await) }, async {
+                shard.signal.reached(Phase::Draining).await;
+                None
+            })
+            .await;
+        match next {
+            None => break,
+            Some(Ok(stream)) => {
+                let peer = stream
+                    .peer_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                let guard = ActiveGuard::new(&shard);
+                let gw = Arc::clone(&gw);
+                let shard = Rc::clone(&shard);
+                runtime::spawn_local(async move {
+                    pg::run(gw, shard, stream, peer).await;
+                    drop(guard);
+                });
+            }
+            Some(Err(e)) => {
+                // Out of file descriptors or a similar pressure: back off instead of spinning.
+                tracing::warn!(shard = id, error = %e, "accept failed");
+                runtime::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        shard = id,
+        sessions = shard.active.get(),
+        "stopped accepting; draining"
+    );
+
+    // Sessions may finish on their own before the drain timeout; when it passes, the phase
+    // reaches Closing and they close themselves. Wait for the last one, with a bound in case
+    // a peer does not read its final error.
+    futures_lite::future::or(all_ended(&shard), shard.signal.reached(Phase::Closing)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while shard.active.get() > 0 && std::time::Instant::now() < deadline {
+        runtime::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!(shard = id, left = shard.active.get(), "shard stopped");
+    Ok(())
+}
+
+/// Waits until every session of the shard has ended (used when draining ends early).
+pub async fn all_ended(shard: &Shard) {
+    while shard.active.get() > 0 {
+        runtime::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,149 @@
+# shellcheck shell=bash
+# Shared by deploy/test.sh and deploy/quickstart.sh: output helpers, finding or installing the
+# system tools the project needs, and finding cargo. Source it; it defines functions only.
+
+# --- output --------------------------------------------------------------------------------
+
+if [[ -t 1 ]]; then
+    _BOLD=$'\e[1m' _DIM=$'\e[2m' _RED=$'\e[31m' _GREEN=$'\e[32m' _YELLOW=$'\e[33m' _RESET=$'\e[0m'
+else
+    _BOLD='' _DIM='' _RED='' _GREEN='' _YELLOW='' _RESET=''
+fi
+
+section() { printf '\n%s== %s ==%s\n' "$_BOLD" "$*" "$_RESET"; }
+info() { printf '%s\n' "$*"; }
+note() { printf '%s%s%s\n' "$_DIM" "$*" "$_RESET"; }
+warn() { printf '%swarning:%s %s\n' "$_YELLOW" "$_RESET" "$*" >&2; }
+die() {
+    printf '%serror:%s %s\n' "$_RED" "$_RESET" "$*" >&2
+    exit 1
+}
+ok() { printf '%s%s%s\n' "$_GREEN" "$*" "$_RESET"; }
+# Prints a command the way a user would type it, then runs it.
+show_and_run() {
+    printf '%s$ %s%s\n' "$_BOLD" "$*" "$_RESET"
+    "$@"
+}
+
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+# --- PostgreSQL binaries ---------------------------------------------------------------------
+
+# Directory with initdb, pg_ctl, postgres: `pg_config --bindir`, else the highest
+# /usr/lib/postgresql/*/bin (Debian keeps them off PATH), else PATH. Same order as the Rust
+# test harness (dataplane/tests/support/mod.rs). Prints nothing and fails when none is found.
+pg_bindir() {
+    local dir
+    if [[ -n ${TOLLGATE_PG_BINDIR:-} && -x ${TOLLGATE_PG_BINDIR}/initdb ]]; then
+        echo "$TOLLGATE_PG_BINDIR"
+        return 0
+    fi
+    if dir=$(pg_config --bindir 2>/dev/null) && [[ -x $dir/initdb ]]; then
+        echo "$dir"
+        return 0
+    fi
+    dir=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/initdb' 2>/dev/null |
+        sort -t/ -k5,5n | tail -n1)
+    if [[ -n $dir ]]; then
+        dirname "$dir"
+        return 0
+    fi
+    if dir=$(command -v initdb 2>/dev/null); then
+        dirname "$dir"
+        return 0
+    fi
+    return 1
+}
+
+# --- system packages ---------------------------------------------------------------------------
+
+# `need CHECK PACKAGE...`: CHECK is a command name, or `pg-server` for initdb/pg_ctl. Every
+# package of a failed check is collected; `install_needed` installs them all at once.
+_MISSING_PACKAGES=()
+_MISSING_WHAT=()
+need() {
+    local check=$1
+    shift
+    local present=0
+    case $check in
+    pg-server) pg_bindir >/dev/null && present=1 ;;
+    *) command -v "$check" >/dev/null 2>&1 && present=1 ;;
+    esac
+    if ((present == 0)); then
+        _MISSING_WHAT+=("$check")
+        local p
+        for p in "$@"; do
+            if [[ " ${_MISSING_PACKAGES[*]} " != *" $p "* ]]; then
+                _MISSING_PACKAGES+=("$p")
+            fi
+        done
+    fi
+}
+
+# Installs what `need` found missing: as root on Debian with apt-get (one `apt-get update`
+# first); otherwise prints the command to run and exits 1.
+install_needed() {
+    if ((${#_MISSING_PACKAGES[@]} == 0)); then
+        note "system tools: all present"
+        return 0
+    fi
+    info "missing: ${_MISSING_WHAT[*]} -> packages: ${_MISSING_PACKAGES[*]}"
+    if ! command -v apt-get >/dev/null 2>&1; then
+        die "no apt-get here: install the equivalent of '${_MISSING_PACKAGES[*]}' with your package manager and re-run"
+    fi
+    if ! is_root; then
+        die "run as root, or install them first: sudo apt-get install -y --no-install-recommends ${_MISSING_PACKAGES[*]}"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    show_and_run apt-get update -qq
+    show_and_run apt-get install -y -qq --no-install-recommends "${_MISSING_PACKAGES[@]}"
+    _MISSING_PACKAGES=()
+    _MISSING_WHAT=()
+}
+
+# When root, PostgreSQL must run as another user: make sure `postgres` exists (the Debian
+# package creates it; a bare machine may not have it).
+ensure_postgres_user() {
+    if is_root && ! id postgres >/dev/null 2>&1; then
+        show_and_run useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
+    fi
+}
+
+# --- Rust ----------------------------------------------------------------------------------------
+
+ensure_cargo() {
+    if ! command -v cargo >/dev/null 2>&1 && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
+        export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+    fi
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo not found: install a Rust toolchain (https://rustup.rs), rust-version $(rust_version) or newer"
+    note "$(cargo --version)"
+}
+
+rust_version() { sed -n 's/^rust-version *= *"\(.*\)"/\1/p' "${ROOT:-.}/Cargo.toml" | head -n1; }
+
+# --- ports ---------------------------------------------------------------------------------------
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# First port from $1 upwards that nothing on 127.0.0.1 listens on.
+free_port_from() {
+    local p=$1
+    while port_in_use "$p"; do
+        p=$((p + 1))
+    done
+    echo "$p"
+}
+
+# Waits until 127.0.0.1:$1 accepts TCP; gives up after $2 seconds or when pid $3 (optional) dies.
+wait_for_port() {
+    local port=$1 timeout=$2 pid=${3:-} i
+    for ((i = 0; i < timeout * 10; i++)); do
+        port_in_use "$port" && return 0
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.1
+    done
+    return 1
+}
