@@ -108,6 +108,10 @@ pub struct IdentityConfig {
     /// issuer it is an optional pinned key set used before the first fetch succeeds).
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
+    /// PEM CA bundle trusted for an https issuer instead of the system roots (for a private
+    /// identity provider).
+    #[serde(default)]
+    pub issuer_ca_file: Option<PathBuf>,
     /// Claim holding the principal's groups (a list of strings).
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,

@@ -58,7 +58,15 @@ impl Verifier {
     pub fn from_config(cfg: &IdentityConfig) -> Result<Arc<Verifier>, Error> {
         install_crypto_provider();
         if is_oidc(cfg) {
-            let roots = oidc::system_roots()?;
+            let roots = match &cfg.issuer_ca_file {
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        Error::Keys(format!("cannot read identity.issuer_ca_file {}: {e}", path.display()))
+                    })?;
+                    oidc::parse_roots(&pem)?
+                }
+                None => oidc::system_roots()?,
+            };
             Self::start_oidc(cfg, roots)
         } else {
             let path = cfg.jwks_file.clone().ok_or_else(|| {

@@ -7,6 +7,7 @@
 
 mod limits;
 mod signal;
+mod split;
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use std::time::Duration;
 pub use glommio::net::{TcpListener, TcpStream};
 pub use limits::{check_memlock, Error};
 pub use signal::{Phase, Shutdown, ShutdownSignal};
+pub use split::{split, ReadHalf, WriteHalf};
 
 /// Runs `make_shard()` on `shards` executor threads and waits for all of them.
 ///

@@ -481,8 +481,8 @@ async fn relay(
     client_buf: ReadBuf,
 ) -> End {
     let max = gw.config.gateway.max_message_bytes;
-    let (mut client_r, mut client_w) = futures_lite::io::split(client);
-    let (mut up_r, mut up_w) = futures_lite::io::split(upstream.transport);
+    let (mut client_r, mut client_w) = runtime::split(client);
+    let (mut up_r, mut up_w) = runtime::split(upstream.transport);
     let mut up_buf = ReadBuf::default();
     if !upstream.leftover.is_empty() {
         up_buf =
