@@ -36,9 +36,56 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// How client identity tokens are checked.
     pub identity: IdentityConfig,
+    /// Policies that decide every statement.
+    #[serde(default)]
+    pub policy: PolicyConfig,
     /// The upstream services clients may reach, selected by name.
     #[serde(default, rename = "connection")]
     pub connections: Vec<ConnectionConfig>,
+}
+
+/// `[policy]`: the Rego policy set that decides every statement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Decide statements with the policies. `false` relays every statement unchecked: only
+    /// for measuring the gateway without its policy stage; the gateway warns at start-up.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Directory of `*.rego` files (with their `*_test.rego` tests) and `*.json` data.
+    #[serde(default = "default_policy_dir")]
+    pub dir: PathBuf,
+    /// Decisions cached per shard (least recently used are evicted).
+    #[serde(default = "default_cache_capacity")]
+    pub cache_capacity: usize,
+    /// Milliseconds between checks of the policy directory for changes (at least 100);
+    /// SIGHUP reloads at the next check.
+    #[serde(default = "default_watch_interval_ms")]
+    pub watch_interval_ms: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: default_policy_dir(),
+            cache_capacity: default_cache_capacity(),
+            watch_interval_ms: default_watch_interval_ms(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from("policies")
+}
+fn default_cache_capacity() -> usize {
+    10_000
+}
+fn default_watch_interval_ms() -> u64 {
+    1000
 }
 
 /// `[gateway]`: where the data plane listens and how it runs.
@@ -273,6 +320,11 @@ impl Config {
                 "identity.jwks_file is required for the local issuer {:?} (only an https:// issuer fetches its keys)",
                 id.issuer
             )));
+        }
+        if self.policy.enabled && self.policy.cache_capacity == 0 {
+            return Err(Error::Invalid(
+                "policy.cache_capacity must be at least 1".into(),
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for c in &self.connections {

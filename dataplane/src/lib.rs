@@ -9,8 +9,10 @@
 
 pub mod config;
 pub mod identity;
+pub mod policy;
 pub mod proto;
 pub mod runtime;
 pub mod session;
+pub mod sql;
 pub mod tls;
 pub mod upstream;

@@ -89,14 +89,32 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     // share it (SO_REUSEPORT lets the shards, and a replacement gateway, bind it together).
     probe_listen(g.listen).with_context(|| format!("cannot listen on {}", g.listen))?;
 
+    let policy = gw.policy.clone();
     gw.shutdown
-        .watch_signals(gw.config.drain_timeout())
+        .watch_signals(gw.config.drain_timeout(), move || {
+            if let Some(store) = &policy {
+                store.request_reload();
+            }
+        })
         .context("cannot install signal handlers")?;
+    // Policy changes are compiled and tested off the hot path; shards pick up a new version
+    // with one atomic load per decision.
+    let _watcher = match &gw.policy {
+        Some(store) => Some(
+            store
+                .watch(std::time::Duration::from_millis(
+                    gw.config.policy.watch_interval_ms.max(100),
+                ))
+                .context("cannot watch the policy directory")?,
+        ),
+        None => None,
+    };
     tracing::info!(
         listen = %g.listen,
         shards,
         connections = gw.upstreams.len(),
         tls = gw.tls.is_some(),
+        policy = gw.policy.as_ref().map(|p| format!("{:016x}", p.version())).unwrap_or_else(|| "off".into()),
         "tollgate starting"
     );
     let shard_gw = std::sync::Arc::clone(&gw);

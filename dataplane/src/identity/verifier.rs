@@ -61,7 +61,10 @@ impl Verifier {
             let roots = match &cfg.issuer_ca_file {
                 Some(path) => {
                     let pem = std::fs::read(path).map_err(|e| {
-                        Error::Keys(format!("cannot read identity.issuer_ca_file {}: {e}", path.display()))
+                        Error::Keys(format!(
+                            "cannot read identity.issuer_ca_file {}: {e}",
+                            path.display()
+                        ))
                     })?;
                     oidc::parse_roots(&pem)?
                 }

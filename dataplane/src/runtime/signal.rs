@@ -45,11 +45,16 @@ impl Shutdown {
     }
 
     /// Starts a thread that turns SIGTERM/SIGINT into `Draining`, then `Closing` after
-    /// `drain_timeout` (or at once on a second signal).
-    pub fn watch_signals(self: &Arc<Self>, drain_timeout: Duration) -> std::io::Result<()> {
+    /// `drain_timeout` (or at once on a second signal), and calls `on_hangup` on SIGHUP.
+    pub fn watch_signals(
+        self: &Arc<Self>,
+        drain_timeout: Duration,
+        on_hangup: impl Fn() + Send + 'static,
+    ) -> std::io::Result<()> {
         let mut signals = signal_hook::iterator::Signals::new([
             signal_hook::consts::SIGTERM,
             signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGHUP,
         ])?;
         let me = Arc::clone(self);
         std::thread::Builder::new()
@@ -57,6 +62,11 @@ impl Shutdown {
             .spawn(move || {
                 let mut first = true;
                 for sig in signals.forever() {
+                    if sig == signal_hook::consts::SIGHUP {
+                        tracing::info!("SIGHUP: reloading");
+                        on_hangup();
+                        continue;
+                    }
                     if first {
                         tracing::info!(
                             signal = sig,

@@ -4,6 +4,7 @@
 
 pub mod buffer;
 pub mod cancel;
+pub mod decide;
 pub mod pg;
 
 use std::cell::Cell;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::identity::Verifier;
+use crate::policy::{Decider, PolicyStore};
 use crate::runtime::{self, Phase, Shutdown, ShutdownSignal};
 use crate::upstream::UpstreamTarget;
 use cancel::CancelRegistry;
@@ -28,6 +30,8 @@ pub enum StartError {
     Tls(#[from] crate::tls::Error),
     #[error(transparent)]
     Upstream(#[from] crate::upstream::ConfigError),
+    #[error("cannot load the policy set: {0}")]
+    Policy(#[from] crate::policy::Error),
 }
 
 /// Process-wide state every shard reads; built once at start-up, never locked on the hot path.
@@ -38,6 +42,10 @@ pub struct Gateway {
     pub upstreams: HashMap<String, Arc<UpstreamTarget>>,
     pub cancels: Arc<CancelRegistry>,
     pub shutdown: Arc<Shutdown>,
+    /// The policy set in force; `None` when `[policy] enabled = false`.
+    pub policy: Option<Arc<PolicyStore>>,
+    /// `input.connection` of each connection, built once.
+    pub connection_inputs: HashMap<String, Arc<serde_json::Value>>,
 }
 
 impl Gateway {
@@ -48,9 +56,24 @@ impl Gateway {
             _ => None,
         };
         let mut upstreams = HashMap::new();
+        let mut connection_inputs = HashMap::new();
         for c in &config.connections {
             upstreams.insert(c.name.clone(), Arc::new(UpstreamTarget::from_config(c)?));
+            connection_inputs.insert(
+                c.name.clone(),
+                Arc::new(serde_json::json!({
+                    "name": c.name,
+                    "protocol": "postgres",
+                    "labels": c.labels,
+                })),
+            );
         }
+        let policy = if config.policy.enabled {
+            Some(PolicyStore::open(&config.policy.dir)?)
+        } else {
+            tracing::warn!("[policy] enabled = false: every statement is relayed unchecked");
+            None
+        };
         Ok(Arc::new(Self {
             config,
             verifier,
@@ -58,6 +81,8 @@ impl Gateway {
             upstreams,
             cancels: CancelRegistry::new(),
             shutdown,
+            policy,
+            connection_inputs,
         }))
     }
 }
@@ -65,6 +90,8 @@ impl Gateway {
 /// What one shard keeps for its own sessions.
 #[derive(Default)]
 pub struct Shard {
+    /// The shard's policy engine and decision cache (`None` without a policy stage).
+    pub decider: Option<std::cell::RefCell<Decider>>,
     /// Sessions running on this shard.
     pub active: Cell<usize>,
     /// Wakes this shard's sessions when the process starts to drain or close.
@@ -93,7 +120,15 @@ const PHASE_POLL: Duration = Duration::from_millis(100);
 /// Runs one shard: accept connections until shutdown, then drain.
 pub async fn serve_shard(gw: Arc<Gateway>) -> Result<(), std::io::Error> {
     let listener = runtime::bind(gw.config.gateway.listen)?;
-    let shard = Rc::new(Shard::default());
+    let shard = Rc::new(Shard {
+        decider: gw.policy.as_ref().map(|store| {
+            std::cell::RefCell::new(Decider::new(
+                Arc::clone(store),
+                gw.config.policy.cache_capacity,
+            ))
+        }),
+        ..Shard::default()
+    });
     let id = runtime::shard_id();
     tracing::debug!(shard = id, addr = %gw.config.gateway.listen, "shard listening");
 

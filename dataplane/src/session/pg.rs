@@ -10,7 +10,8 @@
 //! Messages are framed once in each leg's read buffer and forwarded as the bytes that arrived;
 //! only messages the gateway writes itself (its login exchange, errors) are encoded.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -21,8 +22,10 @@ use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::buffer::{pg_message_len_hint, pg_startup_len_hint, ReadBuf};
 use super::cancel::{CancelKey, CancelTarget};
+use super::decide::{self, Gatekeeper, Verdict};
 use super::{Gateway, Shard};
 use crate::identity::Principal;
+use crate::policy::Decider;
 use crate::proto::pg::{self, Frame, StartupRequest};
 use crate::runtime::{self, Phase, TcpStream};
 use crate::tls::Transport;
@@ -117,7 +120,19 @@ pub async fn run(gw: Arc<Gateway>, shard: Rc<Shard>, stream: TcpStream, peer: So
         "session started"
     );
 
-    let end = relay(&gw, &shard, client, upstream, buf).await;
+    let gate = gw.policy.as_ref().map(|_| {
+        Gatekeeper::new(
+            established.principal.clone(),
+            &established.target.name,
+            gw.connection_inputs
+                .get(&established.target.name)
+                .cloned()
+                .unwrap_or_default(),
+            peer,
+            &established.application_name,
+        )
+    });
+    let end = relay(&gw, &shard, gate.as_ref(), client, upstream, buf).await;
     drop(key);
     tracing::info!(
         %peer,
@@ -442,40 +457,118 @@ async fn forward_cancel(gw: &Gateway, target: Option<CancelTarget>, peer: Socket
     }
 }
 
-/// Proof that the decision stage let a batch of client messages through. `forward` takes one,
-/// so no code path can reach the upstream without a decision.
+/// Proof that the decide stage let a client message through. `forward` takes one, so no code
+/// path reaches the upstream without a decision.
 struct Permit(());
 
-/// The per-message stages of the client → upstream leg. Each is a pass-through today; the
-/// policy work plugs analysis and decisions in here, and recording plugs in beside them.
-struct ClientStages;
-
-impl ClientStages {
-    /// analyse → decide → review for every message of a batch, in arrival order.
-    fn decide(&mut self, frames: &[u8], max: usize) -> Result<Permit, pg::ProtocolError> {
-        let mut rest = frames;
-        while let Some(frame) = pg::frame(rest, max)? {
-            self.analyse(frame);
-            rest = rest.get(frame.wire_len()..).unwrap_or_default();
-        }
-        Ok(Permit(()))
-    }
-
-    /// Statement analysis (fingerprint, facts) — the policy issue fills this in.
-    fn analyse(&mut self, _frame: Frame<'_>) {}
+/// What the client → upstream stages make of one message.
+enum Step {
+    /// Forward the message as it arrived.
+    Forward(Permit),
+    /// Drop it (the rest of a pipeline whose Parse was refused).
+    Drop,
+    /// Send `ClientStages::replacement` in its place (a refusal the upstream will raise).
+    Replace,
 }
 
-/// The per-message stages of the upstream → client leg: masking and recording plug in here.
-struct ServerStages;
+/// What the two legs of a session share: how many sync points (Query, Sync, FunctionCall;
+/// each answered by exactly one ReadyForQuery) went upstream, and which of them end a
+/// refusal pipeline whose ParseComplete and BindComplete the client must not see.
+#[derive(Default)]
+struct Legs {
+    syncs_sent: Cell<u64>,
+    refusals: RefCell<VecDeque<u64>>,
+}
 
-impl ServerStages {
-    fn deliver(&mut self, _frame: Frame<'_>) {}
+/// The client → upstream stages, per message in arrival order: analyse → decide → (review).
+struct ClientStages<'s> {
+    /// `None` when the policy stage is turned off in the configuration.
+    gate: Option<(&'s Gatekeeper, &'s RefCell<Decider>)>,
+    legs: &'s Legs,
+    /// After a refused Parse: the refusal, until the pipeline's Sync.
+    refused: Option<(String, String)>,
+    replacement: Vec<u8>,
+}
+
+impl ClientStages<'_> {
+    fn step(&mut self, frame: Frame<'_>) -> Result<Step, pg::ProtocolError> {
+        if let Some((message, detail)) = &self.refused {
+            // The server would skip everything up to Sync after a failed Parse; so do we.
+            if frame.tag != b'S' {
+                return Ok(Step::Drop);
+            }
+            self.replacement.clear();
+            decide::refusal_pipeline(&mut self.replacement, message, detail);
+            let sync_point = self.sync_point();
+            self.legs.refusals.borrow_mut().push_back(sync_point);
+            self.refused = None;
+            return Ok(Step::Replace);
+        }
+        let Some((gate, decider)) = self.gate else {
+            if matches!(frame.tag, b'Q' | b'S' | b'F') {
+                self.sync_point();
+            }
+            return Ok(Step::Forward(Permit(())));
+        };
+        let verdict = match frame.tag {
+            b'Q' => {
+                self.sync_point();
+                let pg::FrontendMessage::Query { sql } = pg::FrontendMessage::decode(frame)? else {
+                    return Err(pg::ProtocolError::Malformed("query"));
+                };
+                gate.decide_sql(&mut decider.borrow_mut(), sql)
+            }
+            b'P' => {
+                let pg::FrontendMessage::Parse { sql, .. } = pg::FrontendMessage::decode(frame)?
+                else {
+                    return Err(pg::ProtocolError::Malformed("parse"));
+                };
+                match gate.decide_sql(&mut decider.borrow_mut(), sql) {
+                    Verdict::Allow => Verdict::Allow,
+                    Verdict::Deny { message, detail } => {
+                        self.refused = Some((message, detail));
+                        return Ok(Step::Drop);
+                    }
+                }
+            }
+            b'F' => {
+                self.sync_point();
+                let pg::FrontendMessage::FunctionCall { function_oid, .. } =
+                    pg::FrontendMessage::decode(frame)?
+                else {
+                    return Err(pg::ProtocolError::Malformed("function call"));
+                };
+                gate.decide_function_call(&mut decider.borrow_mut(), function_oid)
+            }
+            b'S' => {
+                self.sync_point();
+                Verdict::Allow
+            }
+            _ => Verdict::Allow,
+        };
+        match verdict {
+            Verdict::Allow => Ok(Step::Forward(Permit(()))),
+            Verdict::Deny { message, detail } => {
+                self.replacement.clear();
+                decide::refusal_query(&mut self.replacement, &message, &detail);
+                Ok(Step::Replace)
+            }
+        }
+    }
+
+    /// Counts a sync point sent upstream and returns its index.
+    fn sync_point(&self) -> u64 {
+        let n = self.legs.syncs_sent.get();
+        self.legs.syncs_sent.set(n + 1);
+        n
+    }
 }
 
 /// Relays messages both ways until one side ends or the gateway closes.
 async fn relay(
     gw: &Gateway,
     shard: &Shard,
+    gate: Option<&Gatekeeper>,
     client: Transport,
     upstream: upstream::pg::Upstream,
     client_buf: ReadBuf,
@@ -492,11 +585,24 @@ async fn relay(
     }
     // True while a message to the client is half written: no error may be injected then.
     let client_mid_write = Cell::new(false);
+    let legs = Legs::default();
+    let stages = ClientStages {
+        gate: gate.zip(shard.decider.as_ref()),
+        legs: &legs,
+        refused: None,
+        replacement: Vec::new(),
+    };
 
     let end = {
-        let to_upstream = client_to_upstream(&mut client_r, &mut up_w, client_buf, max);
-        let to_client =
-            upstream_to_client(&mut up_r, &mut client_w, up_buf, max, &client_mid_write);
+        let to_upstream = client_to_upstream(&mut client_r, &mut up_w, client_buf, max, stages);
+        let to_client = upstream_to_client(
+            &mut up_r,
+            &mut client_w,
+            up_buf,
+            max,
+            &client_mid_write,
+            &legs,
+        );
         let closing = async {
             shard.signal.reached(Phase::Closing).await;
             End::Shutdown
@@ -556,40 +662,63 @@ async fn client_to_upstream<R, W>(
     upstream: &mut W,
     mut buf: ReadBuf,
     max: usize,
+    mut stages: ClientStages<'_>,
 ) -> End
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut stages = ClientStages;
     loop {
-        // Frame every whole message that has arrived; they go upstream as one write.
-        let mut used = 0;
+        // Every whole message that has arrived passes the stages in order. Runs of forwarded
+        // messages go upstream as the bytes that arrived, in as few writes as possible.
+        let filled = buf.filled();
+        let mut pos = 0;
+        let mut span = 0;
         let mut terminate = false;
+        let mut wrote = false;
         loop {
-            match pg::frame(&buf.filled()[used..], max) {
-                Ok(Some(frame)) => {
-                    used += frame.wire_len();
-                    if frame.tag == b'X' {
-                        terminate = true;
-                        break;
-                    }
-                }
+            let frame = match pg::frame(&filled[pos..], max) {
+                Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => return End::ClientProtocol(e),
-            }
-        }
-        if used > 0 {
-            let batch = &buf.filled()[..used];
-            let permit = match stages.decide(batch, max) {
-                Ok(p) => p,
+            };
+            let start = pos;
+            pos += frame.wire_len();
+            let step = match stages.step(frame) {
+                Ok(step) => step,
                 Err(e) => return End::ClientProtocol(e),
             };
-            if let Err(e) = forward(upstream, batch, permit).await {
+            match step {
+                Step::Forward(_permit) => {}
+                Step::Drop | Step::Replace => {
+                    if let Err(e) = forward(upstream, &filled[span..start], Permit(())).await {
+                        return End::UpstreamIo(e);
+                    }
+                    if matches!(step, Step::Replace) {
+                        if let Err(e) = upstream.write_all(&stages.replacement).await {
+                            return End::UpstreamIo(e);
+                        }
+                    }
+                    span = pos;
+                    wrote = true;
+                }
+            }
+            if frame.tag == b'X' {
+                terminate = true;
+                break;
+            }
+        }
+        if span < pos || wrote {
+            let sent = async {
+                forward(upstream, &filled[span..pos], Permit(())).await?;
+                upstream.flush().await
+            }
+            .await;
+            if let Err(e) = sent {
                 return End::UpstreamIo(e);
             }
-            buf.consume(used);
         }
+        buf.consume(pos);
         if terminate {
             return End::ClientTerminated;
         }
@@ -603,15 +732,21 @@ where
     }
 }
 
-/// The forward stage: the client's bytes, unchanged, to the upstream.
+/// The forward stage: client bytes the decide stage let through, unchanged, to the upstream.
 async fn forward<W: AsyncWrite + Unpin>(
     upstream: &mut W,
-    batch: &[u8],
+    bytes: &[u8],
     _permit: Permit,
 ) -> io::Result<()> {
-    upstream.write_all(batch).await?;
-    upstream.flush().await
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    upstream.write_all(bytes).await
 }
+
+/// ParseComplete and BindComplete: bodiless, so their bytes are constant.
+const PARSE_COMPLETE: [u8; 5] = [b'1', 0, 0, 0, 4];
+const BIND_COMPLETE: [u8; 5] = [b'2', 0, 0, 0, 4];
 
 async fn upstream_to_client<R, W>(
     upstream: &mut R,
@@ -619,30 +754,99 @@ async fn upstream_to_client<R, W>(
     mut buf: ReadBuf,
     max: usize,
     mid_write: &Cell<bool>,
+    legs: &Legs,
 ) -> End
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut stages = ServerStages;
     let mut last_tag = 0u8;
+    // ReadyForQuery messages seen: the index of the sync point being answered.
+    let mut answered: u64 = 0;
+    // ParseComplete/BindComplete held back while answering a refusal pipeline: dropped if
+    // the refusal follows them, delivered otherwise.
+    let mut held = 0u8;
     loop {
-        let mut used = 0;
+        let filled = buf.filled();
+        let mut pos = 0;
+        let mut span = 0;
+        let mut parts: Vec<(usize, usize)> = Vec::new();
+        let mut extra: Vec<u8> = Vec::new();
         loop {
-            match pg::frame(&buf.filled()[used..], max) {
-                Ok(Some(frame)) => {
-                    stages.deliver(frame);
-                    last_tag = frame.tag;
-                    used += frame.wire_len();
-                }
+            let frame = match pg::frame(&filled[pos..], max) {
+                Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => return End::UpstreamProtocol(e),
+            };
+            let start = pos;
+            pos += frame.wire_len();
+            last_tag = frame.tag;
+            let refusing = legs.refusals.borrow().front() == Some(&answered);
+            if refusing || held > 0 {
+                // The slow path, only while a refusal pipeline is being answered.
+                let drop_frame = match (frame.tag, held) {
+                    (b'1', 0) if refusing => {
+                        held = 1;
+                        true
+                    }
+                    (b'2', 1) => {
+                        held = 2;
+                        true
+                    }
+                    (b'E', 2) if decide::is_refusal(frame) => {
+                        held = 0;
+                        false
+                    }
+                    _ => {
+                        // Not the refusal after all: deliver what was held, in order.
+                        parts.push((span, start));
+                        span = start;
+                        if held >= 1 {
+                            extra.extend_from_slice(&PARSE_COMPLETE);
+                        }
+                        if held >= 2 {
+                            extra.extend_from_slice(&BIND_COMPLETE);
+                        }
+                        parts.push((usize::MAX, extra.len()));
+                        held = 0;
+                        if frame.tag == b'1' && refusing {
+                            held = 1;
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                };
+                if drop_frame {
+                    parts.push((span, start));
+                    span = pos;
+                }
+            }
+            if frame.tag == b'Z' {
+                if refusing {
+                    legs.refusals.borrow_mut().pop_front();
+                }
+                answered += 1;
             }
         }
-        if used > 0 {
+        if pos > 0 {
             mid_write.set(true);
             let written = async {
-                client.write_all(&buf.filled()[..used]).await?;
+                if parts.is_empty() {
+                    // The common case: every message as it arrived, in one write.
+                    client.write_all(&filled[..pos]).await?;
+                    return client.flush().await;
+                }
+                parts.push((span, pos));
+                let mut extra_at = 0;
+                for &(from, to) in &parts {
+                    if from == usize::MAX {
+                        client.write_all(&extra[extra_at..to]).await?;
+                        extra_at = to;
+                    } else if from < to {
+                        client.write_all(&filled[from..to]).await?;
+                    }
+                }
                 client.flush().await
             }
             .await;
@@ -650,7 +854,7 @@ where
             if let Err(e) = written {
                 return End::ClientIo(e);
             }
-            buf.consume(used);
+            buf.consume(pos);
         }
         buf.shrink_if_idle();
         let want = pg_message_len_hint(buf.filled()).min(max);

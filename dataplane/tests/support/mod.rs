@@ -900,6 +900,10 @@ pub struct GatewayOptions {
     pub gateway_toml: String,
     /// Appended verbatim after the `[[connection]]` tables: start it with a table header.
     pub extra_toml: String,
+    /// `[policy] dir`; `None` turns the policy stage off (`enabled = false`).
+    pub policy_dir: Option<PathBuf>,
+    /// Extra `key = value` lines placed inside `[policy]` (e.g. "cache_capacity = 10").
+    pub policy_toml: String,
 }
 
 impl Default for GatewayOptions {
@@ -911,6 +915,8 @@ impl Default for GatewayOptions {
             drain_timeout_s: 5,
             gateway_toml: String::new(),
             extra_toml: String::new(),
+            policy_dir: None,
+            policy_toml: String::new(),
         }
     }
 }
@@ -977,6 +983,8 @@ impl Gateway {
                     "RUST_LOG",
                     std::env::var("TOLLGATE_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
                 )
+                // Plain text in the log file, so tests can search it.
+                .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone log fd"))
                 .stderr(log)
@@ -1189,6 +1197,13 @@ fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
+/// The repository's shipped `policies/`, for `GatewayOptions::policy_dir` (the gateway's
+/// default, `policies`, is relative to its working directory, which for tests is `dataplane/`).
+pub fn workspace_policies() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    dir.canonicalize().unwrap_or(dir)
+}
+
 /// A TOML basic string.
 fn toml_str(s: &str) -> String {
     let mut out = String::from("\"");
@@ -1239,6 +1254,19 @@ fn gateway_config(
     let _ = writeln!(t, "issuer = \"tollgate-local\"");
     let _ = writeln!(t, "audience = \"tollgate\"");
     let _ = writeln!(t, "jwks_file = {}", toml_path(jwks));
+    let _ = writeln!(t, "\n[policy]");
+    match &opts.policy_dir {
+        Some(policies) => {
+            let _ = writeln!(t, "dir = {}", toml_path(policies));
+            let _ = writeln!(t, "watch_interval_ms = 200");
+        }
+        None => {
+            let _ = writeln!(t, "enabled = false");
+        }
+    }
+    if !opts.policy_toml.is_empty() {
+        let _ = writeln!(t, "{}", opts.policy_toml);
+    }
     let connections = [
         ("orders", ORDERS_USER, Some("orders.pw")),
         ("orders_md5", MD5_USER, Some("orders_md5.pw")),

@@ -1,0 +1,84 @@
+//! Decide: one shard's policy stage. It owns the shard's engine and decision cache, notices a
+//! new policy version with one atomic load per request, and rebuilds its engine then; cached
+//! decisions of the old version simply stop matching, as the version is part of the key.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::cache::DecisionCache;
+use super::decision::Decision;
+use super::engine::Engine;
+use super::store::PolicyStore;
+
+/// The policy stage of one shard: cache in front of engine, engine kept on the store's version.
+#[derive(Debug)]
+pub struct Decider {
+    store: Arc<PolicyStore>,
+    engine: Engine,
+    /// The store version the engine was built for (the engine reports 0 when building failed
+    /// and it denies everything; this still says which version was tried).
+    version: u64,
+    cache: DecisionCache,
+}
+
+impl Decider {
+    /// A decider on `store` with a cache of `cache_capacity` decisions.
+    pub fn new(store: Arc<PolicyStore>, cache_capacity: usize) -> Decider {
+        let mut decider = Decider {
+            store,
+            engine: Engine::deny_all(),
+            version: 0,
+            cache: DecisionCache::new(cache_capacity),
+        };
+        decider.rebuild();
+        decider
+    }
+
+    /// Decides a request. The key parts (principal subject and groups, connection name,
+    /// fingerprint hash) are all a cache lookup needs; `input` builds the full input document
+    /// only on a miss.
+    pub fn decide<G: AsRef<str>>(
+        &mut self,
+        sub: &str,
+        groups: &[G],
+        connection: &str,
+        fingerprint: u64,
+        input: impl FnOnce() -> serde_json::Value,
+    ) -> Rc<Decision> {
+        if self.store.version() != self.version {
+            self.rebuild();
+        }
+        let key = self
+            .cache
+            .key(self.version, sub, groups, connection, fingerprint);
+        if let Some(decision) = self.cache.get(&key) {
+            return decision;
+        }
+        let decision = self.engine.decide(&input());
+        self.cache.insert(key, decision)
+    }
+
+    /// The policy version decisions are currently made with.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn cache(&self) -> &DecisionCache {
+        &self.cache
+    }
+
+    /// Makes an engine for the store's current set. A set that loaded but whose engine cannot
+    /// be built (it should not happen: loading builds one) denies everything, loudly.
+    fn rebuild(&mut self) {
+        let set = self.store.current();
+        self.version = set.version();
+        self.engine = set.engine().unwrap_or_else(|e| {
+            tracing::error!(
+                version = format_args!("{:016x}", set.version()),
+                error = %e,
+                "cannot build a policy engine for this shard; denying every request"
+            );
+            Engine::deny_all()
+        });
+    }
+}

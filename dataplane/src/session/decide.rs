@@ -1,0 +1,249 @@
+//! Analyse → decide for one session: turns a statement the client sent into the policy's
+//! decision, through the shard's decision cache, and turns a refusal into bytes the upstream
+//! itself answers with an error.
+//!
+//! A denied statement never reaches the upstream. Instead the gateway sends a `DO` block that
+//! raises SQLSTATE 42501 with the policy's reason. The server's own error handling then does the
+//! rest exactly as for any failed statement: the error arrives in order with the other results,
+//! a transaction block ends up aborted on both sides, and a pipeline is skipped up to its Sync.
+
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::identity::Principal;
+use crate::policy::{Action, Decision};
+use crate::proto::pg;
+use crate::sql::{self, Dialect};
+
+/// The constraint name the gateway's refusals carry, so the relay can tell them apart from
+/// the server's own errors.
+pub const REFUSAL_TAG: &str = "tollgate_policy";
+
+/// What the decide stage says about one client message.
+pub enum Verdict {
+    Allow,
+    /// Refused; the text the client is shown and the rules that refused.
+    Deny {
+        message: String,
+        detail: String,
+    },
+}
+
+/// One session's view of the policy stage: who asks, on which connection, from where.
+pub struct Gatekeeper {
+    principal: Principal,
+    connection: Arc<Value>,
+    connection_name: String,
+    session: Value,
+    /// Mixed into every cache key, so that a policy reading `input.session` cannot be served a
+    /// decision made for another client address or application.
+    session_hash: u64,
+}
+
+impl Gatekeeper {
+    pub fn new(
+        principal: Principal,
+        connection_name: &str,
+        connection: Arc<Value>,
+        peer: SocketAddr,
+        application_name: &str,
+    ) -> Self {
+        let client_addr = peer.ip().to_string();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        client_addr.hash(&mut h);
+        application_name.hash(&mut h);
+        Self {
+            principal,
+            connection,
+            connection_name: connection_name.to_owned(),
+            session: json!({"client_addr": client_addr, "application_name": application_name}),
+            session_hash: h.finish(),
+        }
+    }
+
+    /// Decides a SQL text (a simple-query batch or one prepared statement).
+    pub fn decide_sql(&self, decider: &mut crate::policy::Decider, text: &str) -> Verdict {
+        let hash = sql::fingerprint_hash(text, Dialect::Postgres);
+        let decision = decider.decide(
+            &self.principal.sub,
+            &self.principal.groups,
+            &self.connection_name,
+            hash ^ self.session_hash.rotate_left(17),
+            || {
+                let fp = sql::fingerprint(text, Dialect::Postgres);
+                let facts = sql::facts(text, Dialect::Postgres);
+                self.input(json!({
+                    "kind": "sql",
+                    "fingerprint": fp.text,
+                    "statements": facts.statements,
+                    "multi_statement": facts.multi_statement,
+                    "parse_error": facts.parse_error,
+                }))
+            },
+        );
+        verdict(&decision)
+    }
+
+    /// Decides a fast-path FunctionCall, which names a function by OID and so escapes SQL
+    /// analysis: it is presented to the policy as a privileged statement.
+    pub fn decide_function_call(
+        &self,
+        decider: &mut crate::policy::Decider,
+        function_oid: u32,
+    ) -> Verdict {
+        let decision = decider.decide(
+            &self.principal.sub,
+            &self.principal.groups,
+            &self.connection_name,
+            0x6675_6e63_6361_6c6c ^ u64::from(function_oid) ^ self.session_hash.rotate_left(17),
+            || {
+                self.input(json!({
+                    "kind": "sql",
+                    "fingerprint": format!("<function call {function_oid}>"),
+                    "statements": [{
+                        "kind": "function_call", "class": "privileged", "tables": [],
+                        "columns": [], "functions": [format!("oid:{function_oid}")],
+                        "has_where": false, "data_modifying_cte": false, "select_into": false,
+                        "for_update": false, "copy_direction": null, "copy_program": false,
+                        "parse_error": null
+                    }],
+                    "multi_statement": false,
+                    "parse_error": null,
+                }))
+            },
+        );
+        verdict(&decision)
+    }
+
+    fn input(&self, request: Value) -> Value {
+        json!({
+            "principal": {
+                "sub": self.principal.sub,
+                "groups": self.principal.groups,
+                "kind": self.principal.kind,
+            },
+            "connection": *self.connection,
+            "session": self.session,
+            "request": request,
+        })
+    }
+}
+
+fn verdict(decision: &Rc<Decision>) -> Verdict {
+    let rules = decision.rules.join(", ");
+    match decision.action {
+        Action::Allow => Verdict::Allow,
+        Action::Deny => Verdict::Deny {
+            message: format!("denied by policy: {}", decision.reason),
+            detail: format!("rules: {rules}"),
+        },
+        // Approvals are not part of the gateway yet: a statement that needs one is refused,
+        // and the client is told so.
+        Action::Review => Verdict::Deny {
+            message: format!(
+                "held for review by policy: {}; this gateway cannot take approvals yet, so the statement is refused",
+                decision.reason
+            ),
+            detail: format!("rules: {rules}"),
+        },
+    }
+}
+
+/// A SQL string literal of `text` that cannot end early or change meaning, whatever the
+/// session's `standard_conforming_strings`: quotes are doubled, and backslashes and dollar
+/// signs (which could close the surrounding dollar quote) are replaced.
+fn literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push('/'),
+            '$' => out.push('S'),
+            '\0' => {}
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The statement that makes the upstream raise the refusal.
+fn refusal_sql(message: &str, detail: &str) -> String {
+    format!(
+        "DO $tollgate$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = {}, DETAIL = {}, CONSTRAINT = '{REFUSAL_TAG}'; END$tollgate$",
+        literal(message),
+        literal(detail)
+    )
+}
+
+/// A simple Query that takes the place of a refused one.
+pub fn refusal_query(out: &mut Vec<u8>, message: &str, detail: &str) {
+    pg::FrontendMessage::Query {
+        sql: &refusal_sql(message, detail),
+    }
+    .encode(out);
+}
+
+/// The extended-protocol sequence sent at the Sync of a pipeline whose Parse was refused:
+/// the server answers ParseComplete, BindComplete (both dropped by the relay), the error and
+/// ReadyForQuery; if an earlier message of the pipeline failed, it skips all of it as usual.
+pub fn refusal_pipeline(out: &mut Vec<u8>, message: &str, detail: &str) {
+    let sql = refusal_sql(message, detail);
+    pg::FrontendMessage::Parse {
+        name: "",
+        sql: &sql,
+        param_types: Vec::new(),
+    }
+    .encode(out);
+    pg::FrontendMessage::Bind(pg::Bind {
+        portal: "",
+        statement: "",
+        param_formats: Vec::new(),
+        params: Vec::new(),
+        result_formats: Vec::new(),
+    })
+    .encode(out);
+    pg::FrontendMessage::Execute {
+        portal: "",
+        max_rows: 0,
+    }
+    .encode(out);
+    pg::FrontendMessage::Sync.encode(out);
+}
+
+/// Whether a backend ErrorResponse is one of the gateway's refusals.
+pub fn is_refusal(frame: pg::Frame<'_>) -> bool {
+    match pg::BackendMessage::decode(frame) {
+        Ok(pg::BackendMessage::ErrorResponse(fields)) => {
+            // 'n' is the constraint-name field of an ErrorResponse.
+            fields.get(b'n') == Some(REFUSAL_TAG)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_cannot_break_out() {
+        let l = literal("it's $tollgate$ \\' done");
+        assert_eq!(l, "'it''s StollgateS /'' done'");
+        assert!(!l.contains('$'));
+    }
+
+    #[test]
+    fn refusal_sql_names_the_code_and_the_tag() {
+        let sql = refusal_sql("denied by policy: no", "rules: r1");
+        assert!(sql.starts_with("DO $tollgate$"));
+        assert!(sql.contains("'42501'"));
+        assert!(sql.contains(REFUSAL_TAG));
+        assert_eq!(sql.matches("$tollgate$").count(), 2);
+    }
+}

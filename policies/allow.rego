@@ -1,0 +1,74 @@
+# Allow rules: each names the statement it covers. A request is allowed, or held for review,
+# only when every one of its statements is covered by some allow rule; anything not covered
+# falls through to default deny.
+package tollgate
+
+allow contains {
+	"statement": i,
+	"id": "allow-read",
+	"reason": "reads, session settings and transaction control are allowed",
+} if {
+	some i, s in input.request.statements
+	s.class in {"read", "session", "transaction"}
+	not true in [s.select_into, s.data_modifying_cte, s.for_update]
+	is_string(input.principal.sub)
+	input.principal.sub != ""
+}
+
+allow contains {
+	"statement": i,
+	"id": "allow-write",
+	"reason": "writers may change rows",
+} if {
+	some i, s in input.request.statements
+	s.class == "write"
+	member_of(data.groups.writers)
+}
+
+# SELECT ... FOR UPDATE/SHARE takes row locks: writers only.
+allow contains {
+	"statement": i,
+	"id": "allow-write",
+	"reason": "writers may change rows",
+} if {
+	some i, s in input.request.statements
+	s.class == "read"
+	s.for_update == true
+	member_of(data.groups.writers)
+}
+
+allow contains {
+	"statement": i,
+	"id": "allow-ddl",
+	"reason": "schema owners may change the schema and permissions",
+} if {
+	some i, s in input.request.statements
+	s.class in {"ddl", "dcl"}
+	member_of(data.groups.ddl)
+}
+
+allow contains {
+	"statement": i,
+	"id": "allow-privileged",
+	"reason": "privileged groups may run privileged statements",
+} if {
+	some i, s in input.request.statements
+	s.class == "privileged"
+	member_of(data.groups.privileged)
+}
+
+allow contains {
+	"statement": i,
+	"id": "allow-unparsed",
+	"reason": "break-glass groups may run statements the analyser cannot parse",
+} if {
+	some i, s in input.request.statements
+	s.parse_error != null
+	member_of(data.groups.unparsed)
+}
+
+# every_statement_allowed holds when the request has statements and each is covered.
+every_statement_allowed if {
+	count(input.request.statements) > 0
+	count({a.statement | some a in allow}) == count(input.request.statements)
+}
