@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod policy;
 mod token;
 
 #[global_allocator]
@@ -25,6 +26,9 @@ enum Command {
     /// Mint and inspect identity tokens with the embedded development issuer.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Check, test, evaluate and explain policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Token(command) => token::run(command),
+        Command::Policy(command) => policy::run(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

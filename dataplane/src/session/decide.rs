@@ -73,17 +73,7 @@ impl Gatekeeper {
             &self.principal.groups,
             &self.connection_name,
             hash ^ self.session_hash.rotate_left(17),
-            || {
-                let fp = sql::fingerprint(text, Dialect::Postgres);
-                let facts = sql::facts(text, Dialect::Postgres);
-                self.input(json!({
-                    "kind": "sql",
-                    "fingerprint": fp.text,
-                    "statements": facts.statements,
-                    "multi_statement": facts.multi_statement,
-                    "parse_error": facts.parse_error,
-                }))
-            },
+            || self.input(sql_request(text)),
         );
         verdict(&decision)
     }
@@ -120,17 +110,41 @@ impl Gatekeeper {
     }
 
     fn input(&self, request: Value) -> Value {
-        json!({
-            "principal": {
-                "sub": self.principal.sub,
-                "groups": self.principal.groups,
-                "kind": self.principal.kind,
-            },
-            "connection": *self.connection,
-            "session": self.session,
-            "request": request,
-        })
+        policy_input(&self.principal, &self.connection, &self.session, request)
     }
+}
+
+/// `input.request` for a SQL text: its fingerprint and the facts of every statement. This is
+/// the work a decision-cache miss costs; `tollctl policy explain` shows the same document.
+pub fn sql_request(text: &str) -> Value {
+    let fp = sql::fingerprint(text, Dialect::Postgres);
+    let facts = sql::facts(text, Dialect::Postgres);
+    json!({
+        "kind": "sql",
+        "fingerprint": fp.text,
+        "statements": facts.statements,
+        "multi_statement": facts.multi_statement,
+        "parse_error": facts.parse_error,
+    })
+}
+
+/// The whole policy input document (see `policies/README.md`).
+pub fn policy_input(
+    principal: &Principal,
+    connection: &Value,
+    session: &Value,
+    request: Value,
+) -> Value {
+    json!({
+        "principal": {
+            "sub": principal.sub,
+            "groups": principal.groups,
+            "kind": principal.kind,
+        },
+        "connection": connection,
+        "session": session,
+        "request": request,
+    })
 }
 
 fn verdict(decision: &Rc<Decision>) -> Verdict {
