@@ -25,6 +25,11 @@ use super::decision::Decision;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CacheKey(u128);
 
+/// The session-constant half-way point of a [`CacheKey`], made by
+/// [`DecisionCache::principal_key`]; valid for that cache only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrincipalKey([u64; 2]);
+
 struct Slot {
     key: CacheKey,
     decision: Rc<Decision>,
@@ -86,6 +91,36 @@ impl DecisionCache {
             u128::from(half(lo, version, sub, groups, connection, fingerprint)) << 64
                 | u128::from(half(hi, version, sub, groups, connection, fingerprint)),
         )
+    }
+
+    /// The part of a key that stays the same for a whole session (principal, connection and
+    /// `extra`, a hash of whatever else of the session the decision may depend on), hashed
+    /// once so that each statement's key costs two short hashes, not a pass over the strings.
+    pub fn principal_key<G: AsRef<str>>(
+        &self,
+        sub: &str,
+        groups: &[G],
+        connection: &str,
+        extra: u64,
+    ) -> PrincipalKey {
+        let [lo, hi] = &self.hashers;
+        PrincipalKey([
+            half(lo, 0, sub, groups, connection, extra),
+            half(hi, 0, sub, groups, connection, extra),
+        ])
+    }
+
+    /// The key of a statement with `fingerprint` for the session of `principal`.
+    pub fn key_for(&self, principal: PrincipalKey, version: u64, fingerprint: u64) -> CacheKey {
+        let [lo, hi] = &self.hashers;
+        let mix = |state: &RandomState, part: u64| {
+            let mut h = state.build_hasher();
+            h.write_u64(part);
+            h.write_u64(version);
+            h.write_u64(fingerprint);
+            h.finish()
+        };
+        CacheKey(u128::from(mix(lo, principal.0[0])) << 64 | u128::from(mix(hi, principal.0[1])))
     }
 
     /// The cached decision for `key`, counting a hit or a miss. Does not allocate.
@@ -216,5 +251,36 @@ impl Hasher for KeyHasher {
     fn write_u128(&mut self, n: u128) {
         // Truncation intended: fold the two halves.
         self.0 ^= (n as u64) ^ ((n >> 64) as u64);
+    }
+}
+
+#[cfg(test)]
+mod principal_key_tests {
+    use super::*;
+
+    #[test]
+    fn session_keys_match_full_keys_in_meaning() {
+        let cache = DecisionCache::new(4);
+        let alice = cache.principal_key("alice", &["eng", "dba"], "orders", 7);
+        let alice_again = cache.principal_key("alice", &["dba", "eng"], "orders", 7);
+        let bob = cache.principal_key("bob", &["eng", "dba"], "orders", 7);
+        let other_session = cache.principal_key("alice", &["eng", "dba"], "orders", 8);
+        let other_conn = cache.principal_key("alice", &["eng", "dba"], "billing", 7);
+        assert_eq!(
+            cache.key_for(alice, 1, 42),
+            cache.key_for(alice_again, 1, 42)
+        );
+        for other in [bob, other_session, other_conn] {
+            assert_ne!(cache.key_for(alice, 1, 42), cache.key_for(other, 1, 42));
+        }
+        assert_ne!(cache.key_for(alice, 1, 42), cache.key_for(alice, 2, 42));
+        assert_ne!(cache.key_for(alice, 1, 42), cache.key_for(alice, 1, 43));
+        // Keys belong to their cache: another cache's secrets give other keys.
+        let other_cache = DecisionCache::new(4);
+        let foreign = other_cache.principal_key("alice", &["eng", "dba"], "orders", 7);
+        assert_ne!(
+            cache.key_for(alice, 1, 42),
+            other_cache.key_for(foreign, 1, 42)
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::cache::DecisionCache;
+use super::cache::{DecisionCache, PrincipalKey};
 use super::decision::Decision;
 use super::engine::Engine;
 use super::store::PolicyStore;
@@ -51,6 +51,36 @@ impl Decider {
         let key = self
             .cache
             .key(self.version, sub, groups, connection, fingerprint);
+        if let Some(decision) = self.cache.get(&key) {
+            return decision;
+        }
+        let decision = self.engine.decide(&input());
+        self.cache.insert(key, decision)
+    }
+
+    /// The session-constant part of the cache key (see [`DecisionCache::principal_key`]).
+    pub fn principal_key<G: AsRef<str>>(
+        &self,
+        sub: &str,
+        groups: &[G],
+        connection: &str,
+        extra: u64,
+    ) -> PrincipalKey {
+        self.cache.principal_key(sub, groups, connection, extra)
+    }
+
+    /// Decides a request of the session whose key is `who`: the hot path of a session, which
+    /// hashes only the fingerprint per statement.
+    pub fn decide_as(
+        &mut self,
+        who: PrincipalKey,
+        fingerprint: u64,
+        input: impl FnOnce() -> serde_json::Value,
+    ) -> Rc<Decision> {
+        if self.store.version() != self.version {
+            self.rebuild();
+        }
+        let key = self.cache.key_for(who, self.version, fingerprint);
         if let Some(decision) = self.cache.get(&key) {
             return decision;
         }

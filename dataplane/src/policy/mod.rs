@@ -29,7 +29,7 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub use cache::{CacheKey, DecisionCache};
+pub use cache::{CacheKey, DecisionCache, PrincipalKey};
 pub use decider::Decider;
 pub use decision::{Action, Decision, Mask, Review, DEFAULT_DENY_RULE};
 pub use engine::{Engine, EvalPath};

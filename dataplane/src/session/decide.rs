@@ -7,6 +7,7 @@
 //! rest exactly as for any failed statement: the error arrives in order with the other results,
 //! a transaction block ends up aborted on both sides, and a pipeline is skipped up to its Sync.
 
+use std::cell::Cell;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::identity::Principal;
-use crate::policy::{Action, Decision};
+use crate::policy::{Action, Decision, PrincipalKey};
 use crate::proto::pg;
 use crate::sql::{self, Dialect};
 
@@ -39,9 +40,11 @@ pub struct Gatekeeper {
     connection: Arc<Value>,
     connection_name: String,
     session: Value,
-    /// Mixed into every cache key, so that a policy reading `input.session` cannot be served a
-    /// decision made for another client address or application.
+    /// Mixed into every cache key, so that a policy reading `input.session` or
+    /// `input.principal.kind` cannot be served a decision made for another client address,
+    /// application or kind of principal.
     session_hash: u64,
+    key: Cell<Option<PrincipalKey>>,
 }
 
 impl Gatekeeper {
@@ -56,25 +59,22 @@ impl Gatekeeper {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         client_addr.hash(&mut h);
         application_name.hash(&mut h);
+        principal.kind.hash(&mut h);
         Self {
             principal,
             connection,
             connection_name: connection_name.to_owned(),
             session: json!({"client_addr": client_addr, "application_name": application_name}),
             session_hash: h.finish(),
+            key: Cell::new(None),
         }
     }
 
     /// Decides a SQL text (a simple-query batch or one prepared statement).
     pub fn decide_sql(&self, decider: &mut crate::policy::Decider, text: &str) -> Verdict {
         let hash = sql::fingerprint_hash(text, Dialect::Postgres);
-        let decision = decider.decide(
-            &self.principal.sub,
-            &self.principal.groups,
-            &self.connection_name,
-            hash ^ self.session_hash.rotate_left(17),
-            || self.input(sql_request(text)),
-        );
+        let who = self.key(decider);
+        let decision = decider.decide_as(who, hash, || self.input(sql_request(text)));
         verdict(&decision)
     }
 
@@ -85,11 +85,11 @@ impl Gatekeeper {
         decider: &mut crate::policy::Decider,
         function_oid: u32,
     ) -> Verdict {
-        let decision = decider.decide(
-            &self.principal.sub,
-            &self.principal.groups,
-            &self.connection_name,
-            0x6675_6e63_6361_6c6c ^ u64::from(function_oid) ^ self.session_hash.rotate_left(17),
+        let who = self.key(decider);
+        let decision = decider.decide_as(
+            who,
+            // Outside the normaliser's hash space in practice: a fixed tag with the OID.
+            0x6675_6e63_6361_6c6c ^ u64::from(function_oid),
             || {
                 self.input(json!({
                     "kind": "sql",
@@ -107,6 +107,22 @@ impl Gatekeeper {
             },
         );
         verdict(&decision)
+    }
+
+    /// The session's part of every cache key, computed on first use. A session stays on one
+    /// shard, so it always meets the same decider.
+    fn key(&self, decider: &crate::policy::Decider) -> PrincipalKey {
+        if let Some(key) = self.key.get() {
+            return key;
+        }
+        let key = decider.principal_key(
+            &self.principal.sub,
+            &self.principal.groups,
+            &self.connection_name,
+            self.session_hash,
+        );
+        self.key.set(Some(key));
+        key
     }
 
     fn input(&self, request: Value) -> Value {
