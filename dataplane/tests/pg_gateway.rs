@@ -365,6 +365,43 @@ async fn unknown_connection_is_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_client_encodings_and_search_path_do_not_pass() {
+    let gw = gateway();
+    let token = gw.token(SUB, &[]);
+    let out = Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={} user={SUB} dbname=orders sslmode=disable client_encoding=SJIS",
+            gw.addr.port()
+        ))
+        .env("PGPASSWORD", &token)
+        .args(["-Atc", "select 1"])
+        .output()
+        .expect("psql");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("client_encoding"), "{stderr}");
+    // A search_path in the start-up packet is not passed on: bare names keep their meaning.
+    let out = Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={} user={SUB} dbname=orders sslmode=disable options='-c search_path=pg_catalog'",
+            gw.addr.port()
+        ))
+        .env("PGPASSWORD", &token)
+        .args(["-Atc", "show search_path"])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "\"$user\", public"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn md5_and_trust_upstreams_log_in() {
     let gw = gateway();
     for (connection, role) in [("orders_md5", "md5_app"), ("orders_trust", "trust_app")] {

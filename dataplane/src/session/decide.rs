@@ -164,12 +164,12 @@ pub fn policy_input(
 }
 
 fn verdict(decision: &Rc<Decision>) -> Verdict {
-    let rules = decision.rules.join(", ");
+    let rules = || decision.rules.join(", ");
     match decision.action {
         Action::Allow => Verdict::Allow,
         Action::Deny => Verdict::Deny {
             message: format!("denied by policy: {}", decision.reason),
-            detail: format!("rules: {rules}"),
+            detail: format!("rules: {}", rules()),
         },
         // Approvals are not part of the gateway yet: a statement that needs one is refused,
         // and the client is told so.
@@ -178,7 +178,7 @@ fn verdict(decision: &Rc<Decision>) -> Verdict {
                 "held for review by policy: {}; this gateway cannot take approvals yet, so the statement is refused",
                 decision.reason
             ),
-            detail: format!("rules: {rules}"),
+            detail: format!("rules: {}", rules()),
         },
     }
 }

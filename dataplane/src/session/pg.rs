@@ -31,8 +31,9 @@ use crate::runtime::{self, Phase, TcpStream};
 use crate::tls::Transport;
 use crate::upstream::{self, UpstreamTarget};
 
-/// Start-up parameters passed from the client to the upstream. Anything else (notably
-/// `options`, which can set arbitrary server settings, and `replication`) is not forwarded.
+/// Start-up parameters passed from the client to the upstream. Anything else is not
+/// forwarded: notably `options` (arbitrary server settings), `replication`, and
+/// `search_path` (it changes which table a bare name means, behind the policy's back).
 const FORWARDED_PARAMS: &[&str] = &[
     "application_name",
     "client_encoding",
@@ -40,7 +41,26 @@ const FORWARDED_PARAMS: &[&str] = &[
     "TimeZone",
     "extra_float_digits",
     "IntervalStyle",
-    "search_path",
+];
+
+/// Client encodings whose multi-byte characters can end in a backslash or quote byte, so the
+/// server would read a statement differently from the analyser: refused at start-up.
+const UNSAFE_ENCODINGS: &[&str] = &[
+    "sjis",
+    "shift_jis",
+    "big5",
+    "gbk",
+    "gb18030",
+    "uhc",
+    "johab",
+    "win932",
+    "win936",
+    "win949",
+    "win950",
+    "cp932",
+    "cp936",
+    "cp949",
+    "cp950",
 ];
 
 /// SQLSTATEs the gateway uses for its own errors.
@@ -304,6 +324,15 @@ async fn startup(
             sqlstate::FEATURE_NOT_SUPPORTED,
             "replication connections are not supported by the gateway",
         ));
+    }
+    if let Some(encoding) = param("client_encoding") {
+        let normalised = encoding.to_ascii_lowercase().replace(['-', ' '], "_");
+        if UNSAFE_ENCODINGS.contains(&normalised.as_str()) {
+            return Err(reject(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!("client_encoding {encoding} is not supported by the gateway: use UTF8"),
+            ));
+        }
     }
     let database = param("database").unwrap_or(&user).to_owned();
     let target = gw.upstreams.get(&database).cloned().ok_or_else(|| {

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use sqlparser::ast::{
     AlterTableOperation, AssignmentTarget, ContextModifier, CopySource, CopyTarget, Expr,
     FunctionArg, FunctionArgExpr, FunctionArguments, GrantObjects, Ident, ObjectName,
-    ObjectNamePart, ObjectType, Query, Select, SelectItem, Set, SetExpr, Statement, TableAlias,
-    TableFactor, Visit, Visitor,
+    ObjectNamePart, ObjectType, Query, Reset, Select, SelectItem, Set, SetExpr, Statement,
+    TableAlias, TableFactor, Visit, Visitor,
 };
 use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect};
 use sqlparser::parser::{Parser, ParserError};
@@ -827,7 +827,7 @@ fn analyse(stmt: &Statement, dialect: Dialect) -> StatementFacts {
     let (kind, base) = kind_and_class(stmt);
     let mut class = base;
     // EXPLAIN without ANALYZE plans but does not run.
-    let runs = !matches!(stmt, Statement::Explain { analyze: false, .. });
+    let runs = !matches!(stmt, Statement::Explain { .. }) || explain_runs(stmt);
     if runs
         && class < Class::Write
         && (c.dml || c.select_into || c.for_update || c.data_modifying_cte || c.write_function)
@@ -857,6 +857,23 @@ fn analyse(stmt: &Statement, dialect: Dialect) -> StatementFacts {
         f.copy_program = matches!(target, CopyTarget::Program { .. });
     }
     f
+}
+
+/// EXPLAIN ANALYZE runs the statement; so does `EXPLAIN (ANALYZE [value]) ...`, whatever the
+/// value says (`analyze off` costs a review, a misread `analyze on` would cost a write).
+fn explain_runs(stmt: &Statement) -> bool {
+    match stmt {
+        Statement::Explain {
+            analyze, options, ..
+        } => {
+            *analyze
+                || options
+                    .iter()
+                    .flatten()
+                    .any(|o| o.name.value.eq_ignore_ascii_case("analyze"))
+        }
+        _ => false,
+    }
 }
 
 fn has_where(stmt: &Statement) -> bool {
@@ -992,7 +1009,16 @@ fn kind_and_class(stmt: &Statement) -> (Cow<'static, str>, Class) {
         | Statement::ShowObjects(_)
         | Statement::ShowProcessList { .. }
         | Statement::ShowCatalogs { .. } => k("show", Session),
-        Statement::Reset(_) => k("reset", Session),
+        // Back to the gateway's own upstream role: as privileged as setting one.
+        Statement::Reset(r) => match &r.reset {
+            Reset::SessionAuthorization => k("reset", Privileged),
+            Reset::ConfigurationParameter(name)
+                if privileged::is_privileged_setting(&object_name(name)) =>
+            {
+                k("reset", Privileged)
+            }
+            _ => k("reset", Session),
+        },
         Statement::Discard { .. } => k("discard", Session),
         Statement::LISTEN { .. } => k("listen", Session),
         Statement::UNLISTEN { .. } => k("unlisten", Session),
@@ -1017,11 +1043,9 @@ fn kind_and_class(stmt: &Statement) -> (Cow<'static, str>, Class) {
         Statement::Prepare { statement, .. } => {
             k("prepare", kind_and_class(statement).1.max(Session))
         }
-        Statement::Explain {
-            analyze, statement, ..
-        } => k(
+        Statement::Explain { statement, .. } => k(
             "explain",
-            if *analyze {
+            if explain_runs(stmt) {
                 kind_and_class(statement).1
             } else {
                 Read

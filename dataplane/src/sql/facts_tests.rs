@@ -233,6 +233,13 @@ fn session_and_transaction_statements() {
     check(&pg("set application_name to 'psql'"), "set", Class::Session);
     check(&pg("SHOW work_mem"), "show", Class::Session);
     check(&pg("RESET ALL"), "reset", Class::Session);
+    check(&pg("RESET work_mem"), "reset", Class::Session);
+    check(&pg("RESET ROLE"), "reset", Class::Privileged);
+    check(
+        &pg("RESET SESSION AUTHORIZATION"),
+        "reset",
+        Class::Privileged,
+    );
     check(&pg("LISTEN jobs"), "listen", Class::Session);
     check(&pg("NOTIFY jobs, 'x'"), "notify", Class::Session);
     check(&pg("DISCARD ALL"), "discard", Class::Session);
@@ -446,6 +453,21 @@ fn bypass_write_hidden_in_a_read() {
         Class::Write,
     );
     check(&pg("explain delete from customers"), "explain", Class::Read);
+    check(
+        &pg("EXPLAIN (ANALYZE, BUFFERS) DELETE FROM customers"),
+        "explain",
+        Class::Write,
+    );
+    check(
+        &pg("explain (format json, analyze true) delete from customers"),
+        "explain",
+        Class::Write,
+    );
+    check(
+        &pg("explain (costs off) delete from customers"),
+        "explain",
+        Class::Read,
+    );
     let f = pg("select * from customers for update");
     check(&f, "select", Class::Write);
     assert!(f.for_update);

@@ -62,6 +62,8 @@ const SPACE: u8 = 1;
 const IDENT_START: u8 = 2;
 const IDENT_CONT: u8 = 4;
 const PG_OP: u8 = 8;
+/// Can start a comment (or end a MySQL executable comment).
+const COMMENT: u8 = 16;
 
 const CLASSES: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -100,6 +102,9 @@ const CLASSES: [u8; 256] = {
                 | b'='
         ) {
             c |= PG_OP;
+        }
+        if matches!(b, b'/' | b'-' | b'#' | b'*') {
+            c |= COMMENT;
         }
         t[i] = c;
         i += 1;
@@ -212,16 +217,44 @@ impl<'a> Lexer<'a> {
     }
 
     /// Skips whitespace and comments; false at the end of input.
+    #[inline]
     fn skip_trivia(&mut self) -> bool {
         loop {
             let Some(c) = self.at(self.pos) else {
                 return false;
             };
+            let cls = class(c);
+            if cls & (SPACE | COMMENT) == 0 {
+                return true;
+            }
+            if cls & SPACE != 0 {
+                self.pos += 1;
+                continue;
+            }
+            // `*`, `-` and `/` are mostly operators: only a real comment start leaves the loop.
             let c1 = self.at(self.pos + 1);
+            let comment = match c {
+                b'/' => c1 == Some(b'*'),
+                b'-' => c1 == Some(b'-'),
+                b'#' => self.dialect == Dialect::MySql,
+                _ => self.in_hint && c1 == Some(b'/'),
+            };
+            return !comment || self.skip_comments();
+        }
+    }
+
+    /// The rest of `skip_trivia`, once a byte that may start a comment is seen.
+    #[cold]
+    fn skip_comments(&mut self) -> bool {
+        loop {
+            let Some(c) = self.at(self.pos) else {
+                return false;
+            };
             if is_space(c) {
                 self.pos += 1;
                 continue;
             }
+            let c1 = self.at(self.pos + 1);
             if c == b'/' && c1 == Some(b'*') {
                 if self.dialect == Dialect::MySql {
                     // `/*!50700 code */` and MariaDB `/*M!100100 code */`: the markers go, the
@@ -275,55 +308,60 @@ impl<'a> Lexer<'a> {
     /// `1e10`, `1.5E-3`) and MySQL's (no underscores, no `0o`). A number running straight into
     /// an identifier character is not a number (MySQL: an identifier such as `1abc`;
     /// PostgreSQL 16: an error, older: a number then an alias): the run is kept as a word.
-    fn number(&self, start: usize) -> Token {
-        let pg = self.dialect == Dialect::Postgres;
-        // A run of digits; PostgreSQL allows single underscores between them.
-        let digits = |mut i: usize, ok: &dyn Fn(u8) -> bool| -> usize {
-            if !self.at(i).is_some_and(ok) {
+    /// A run of digits in `radix` from `i`; PostgreSQL allows single underscores between them.
+    #[inline]
+    fn digits(&self, mut i: usize, radix: u32) -> usize {
+        let ok = |b: Option<u8>| b.is_some_and(|b| char::from(b).is_digit(radix));
+        if !ok(self.at(i)) {
+            return i;
+        }
+        i += 1;
+        loop {
+            if ok(self.at(i)) {
+                i += 1;
+            } else if self.dialect == Dialect::Postgres
+                && self.at(i) == Some(b'_')
+                && ok(self.at(i + 1))
+            {
+                i += 2;
+            } else {
                 return i;
             }
-            i += 1;
-            while let Some(b) = self.at(i) {
-                if ok(b) {
-                    i += 1;
-                } else if pg && b == b'_' && self.at(i + 1).is_some_and(ok) {
-                    i += 2;
-                } else {
-                    break;
-                }
-            }
-            i
-        };
-        let dec = |b: u8| b.is_ascii_digit();
+        }
+    }
+
+    fn number(&self, start: usize) -> Token {
+        let pg = self.dialect == Dialect::Postgres;
         let mut i = start;
-        let radix: Option<&dyn Fn(u8) -> bool> = match (self.at(i), self.at(i + 1)) {
-            (Some(b'0'), Some(b'x' | b'X')) => Some(&|b: u8| b.is_ascii_hexdigit()),
-            (Some(b'0'), Some(b'b' | b'B')) => Some(&|b: u8| b == b'0' || b == b'1'),
-            (Some(b'0'), Some(b'o' | b'O')) if pg => Some(&|b: u8| (b'0'..=b'7').contains(&b)),
-            _ => None,
+        let radix = match (self.at(i), self.at(i + 1)) {
+            (Some(b'0'), Some(b'x' | b'X')) => 16,
+            (Some(b'0'), Some(b'b' | b'B')) => 2,
+            (Some(b'0'), Some(b'o' | b'O')) if pg => 8,
+            _ => 10,
         };
         let mut based = false;
-        if let Some(ok) = radix {
+        if radix != 10 {
             let first = if pg && self.at(i + 2) == Some(b'_') {
                 i + 3
             } else {
                 i + 2
             };
-            if self.at(first).is_some_and(ok) {
-                i = digits(first, ok);
+            let end = self.digits(first, radix);
+            if end > first {
+                i = end;
                 based = true;
             }
         }
         if !based {
-            i = digits(i, &dec);
+            i = self.digits(i, 10);
             // `1..10` is an integer followed by `..` (PL/pgSQL ranges).
             if self.at(i) == Some(b'.') && self.at(i + 1) != Some(b'.') {
-                i = digits(i + 1, &dec);
+                i = self.digits(i + 1, 10);
             }
             if matches!(self.at(i), Some(b'e' | b'E')) {
                 let sign = usize::from(matches!(self.at(i + 1), Some(b'+' | b'-')));
-                if self.at(i + 1 + sign).is_some_and(dec) {
-                    i = digits(i + 1 + sign, &dec);
+                if self.at(i + 1 + sign).is_some_and(|b| b.is_ascii_digit()) {
+                    i = self.digits(i + 1 + sign, 10);
                 }
             }
         }
@@ -429,15 +467,17 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    #[inline]
     fn word(&self, start: usize) -> Token {
-        let mut end = start + 1;
-        while self.at(end).is_some_and(is_ident_cont) {
-            end += 1;
-        }
+        let rest = self.src.get(start + 1..).unwrap_or_default();
+        let len = rest
+            .iter()
+            .position(|&b| !is_ident_cont(b))
+            .unwrap_or(rest.len());
         Token {
             kind: Tok::Word,
             start,
-            end,
+            end: start + 1 + len,
         }
     }
 }

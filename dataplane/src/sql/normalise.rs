@@ -11,14 +11,14 @@
 //! with a neighbour, and operators are tagged in the hash so the PostgreSQL `?` operator and a
 //! `?` literal cannot collide.
 //!
-//! The hash is SipHash-1-3 (std's `DefaultHasher`) under a per-process random key. The text is
-//! attacker-chosen and the cache trusts the hash: with a public key a 2^32 birthday search would
-//! find an allowed statement and a forbidden one with the same 64-bit value. So the hash is for
-//! in-process caches only; anything persisted or shared between instances uses `text`.
+//! The hash is SipHash-1-3 under a per-process random key. The text is attacker-chosen and the
+//! cache trusts the hash: with a public key, a 2^32 birthday search would find an allowed
+//! statement and a forbidden one with the same 64-bit value. So the hash is for in-process
+//! caches only; anything persisted or shared between instances (recordings, approvals) uses
+//! `text`.
 //!
 //! `fingerprint_hash` feeds the same renderer into the hasher alone and allocates nothing.
 
-use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
 use std::sync::OnceLock;
 
 use super::lex::{Lexer, Tok, Token};
@@ -30,6 +30,7 @@ pub struct Fingerprint {
     /// Normalised text, e.g. `select abalance from pgbench_accounts where aid = ?`.
     pub text: String,
     /// Keyed hash of the normalised token stream; equals `fingerprint_hash` of the same input.
+    /// The key is drawn per process: compare hashes within one process only.
     pub hash: u64,
 }
 
@@ -68,69 +69,145 @@ trait Sink {
 /// 0xFF never occurs in UTF-8, so the marker cannot be mistaken for text.
 const OP_MARK: u8 = 0xFF;
 
-fn hash_key() -> &'static RandomState {
-    static KEY: OnceLock<RandomState> = OnceLock::new();
-    KEY.get_or_init(RandomState::new)
+/// The per-process SipHash key, drawn once.
+fn hash_key() -> (u64, u64) {
+    static KEY: OnceLock<(u64, u64)> = OnceLock::new();
+    *KEY.get_or_init(|| (rand::random(), rand::random()))
 }
 
-struct HashSink {
-    hasher: DefaultHasher,
-    buf: [u8; 64],
-    len: usize,
+/// Streaming SipHash-c-d (Aumasson & Bernstein, <https://www.aumasson.jp/siphash/siphash.pdf>)
+/// compressing each eight bytes as the renderer produces them: its output is never stored.
+/// The fingerprint uses SipHash-1-3, the variant std's `HashMap` relies on against chosen input.
+struct HashSink<const C: usize = 1, const D: usize = 3> {
+    v: [u64; 4],
+    /// Bytes not yet compressed, little-endian, `pending` of them.
+    word: u64,
+    pending: u32,
+    len: u64,
+}
+
+#[inline(always)]
+fn sip_round(v: &mut [u64; 4]) {
+    v[0] = v[0].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(13) ^ v[0];
+    v[0] = v[0].rotate_left(32);
+    v[2] = v[2].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(16) ^ v[2];
+    v[0] = v[0].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(21) ^ v[0];
+    v[2] = v[2].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(17) ^ v[2];
+    v[2] = v[2].rotate_left(32);
 }
 
 impl HashSink {
     fn new(dialect: Dialect) -> Self {
-        let mut hasher = hash_key().build_hasher();
-        hasher.write_u8(dialect as u8);
+        let (k0, k1) = hash_key();
+        let mut sink = HashSink::with_key(k0, k1);
+        sink.push(dialect as u64, 1);
+        sink
+    }
+}
+
+impl<const C: usize, const D: usize> HashSink<C, D> {
+    fn with_key(k0: u64, k1: u64) -> Self {
         HashSink {
-            hasher,
-            buf: [0; 64],
+            v: [
+                k0 ^ 0x736f_6d65_7073_6575,
+                k1 ^ 0x646f_7261_6e64_6f6d,
+                k0 ^ 0x6c79_6765_6e65_7261,
+                k1 ^ 0x7465_6462_7974_6573,
+            ],
+            word: 0,
+            pending: 0,
             len: 0,
         }
     }
 
-    /// Copies `bytes` into the buffer through `copy`, handing full buffers to the hasher.
-    #[inline]
-    fn fill(&mut self, mut bytes: &[u8], copy: impl Fn(&mut [u8], &[u8])) {
-        while !bytes.is_empty() {
-            if self.len == self.buf.len() {
-                self.hasher.write(&self.buf);
-                self.len = 0;
-            }
-            let n = (self.buf.len() - self.len).min(bytes.len());
-            let (head, rest) = bytes.split_at(n);
-            if let Some(dst) = self.buf.get_mut(self.len..self.len + n) {
-                copy(dst, head);
-            }
-            self.len += n;
-            bytes = rest;
+    #[inline(always)]
+    fn compress(&mut self, m: u64) {
+        self.v[3] ^= m;
+        for _ in 0..C {
+            sip_round(&mut self.v);
+        }
+        self.v[0] ^= m;
+    }
+
+    /// Appends the low `n` bytes of `m` (the rest zero) to the stream, compressing each full
+    /// word as it completes.
+    #[inline(always)]
+    fn push(&mut self, m: u64, n: u32) {
+        self.word |= m << (8 * self.pending);
+        let total = self.pending + n;
+        if total >= 8 {
+            let full = self.word;
+            self.compress(full);
+            self.len += 8;
+            // What did not fit: the top `pending` bytes of `m`.
+            self.word = match self.pending {
+                0 => 0,
+                p => m >> (8 * (8 - p)),
+            };
+            self.pending = total - 8;
+        } else {
+            self.pending = total;
         }
     }
 
     fn finish(mut self) -> u64 {
-        let tail = self.buf.get(..self.len).unwrap_or_default();
-        self.hasher.write(tail);
-        self.hasher.finish()
+        let len = self.len + u64::from(self.pending);
+        let m = self.word | (len << 56);
+        self.compress(m);
+        self.v[2] ^= 0xff;
+        for _ in 0..D {
+            sip_round(&mut self.v);
+        }
+        self.v[0] ^ self.v[1] ^ self.v[2] ^ self.v[3]
     }
 }
 
-impl Sink for HashSink {
-    #[inline]
+/// Up to eight bytes as a little-endian word.
+#[inline(always)]
+fn load(chunk: &[u8]) -> u64 {
+    if let Ok(word) = <[u8; 8]>::try_from(chunk) {
+        return u64::from_le_bytes(word);
+    }
+    let mut m = 0u64;
+    for (i, &b) in chunk.iter().enumerate() {
+        m |= u64::from(b) << (8 * i);
+    }
+    m
+}
+
+/// ASCII `A`-`Z` to lower case in all eight bytes at once; other bytes unchanged.
+#[inline(always)]
+fn lower(m: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let h = m & LOW7;
+    let ge_a = h + ONES * (0x80 - u64::from(b'A'));
+    let gt_z = h + ONES * (0x80 - u64::from(b'Z') - 1);
+    let upper = ge_a & !gt_z & !m & HIGH;
+    m | (upper >> 2)
+}
+
+impl<const C: usize, const D: usize> Sink for HashSink<C, D> {
+    #[inline(always)]
     fn put(&mut self, bytes: &[u8]) {
-        self.fill(bytes, <[u8]>::copy_from_slice);
+        for chunk in bytes.chunks(8) {
+            self.push(load(chunk), chunk.len() as u32);
+        }
     }
-    #[inline]
+    #[inline(always)]
     fn put_lower(&mut self, bytes: &[u8]) {
-        self.fill(bytes, |dst, src| {
-            for (d, s) in dst.iter_mut().zip(src) {
-                *d = s.to_ascii_lowercase();
-            }
-        });
+        for chunk in bytes.chunks(8) {
+            self.push(lower(load(chunk)), chunk.len() as u32);
+        }
     }
-    #[inline]
+    #[inline(always)]
     fn mark(&mut self) {
-        self.put(&[OP_MARK]);
+        self.push(u64::from(OP_MARK), 1);
     }
 }
 
@@ -173,7 +250,7 @@ enum Cls {
     Other,
 }
 
-#[inline]
+#[inline(always)]
 fn classify(kind: Tok, bytes: &[u8]) -> Cls {
     match kind {
         Tok::Word => Cls::Word,
@@ -304,6 +381,7 @@ fn render<S: Sink>(sql: &str, dialect: Dialect, sink: &mut S) {
 }
 
 impl<S: Sink> Renderer<'_, S> {
+    #[inline(always)]
     fn token(&mut self, t: Token) {
         let bytes = self.src.get(t.start..t.end).unwrap_or_default();
         let cls = classify(t.kind, bytes);
@@ -360,6 +438,7 @@ impl<S: Sink> Renderer<'_, S> {
         }
     }
 
+    #[inline(always)]
     fn space_before(&self, next: Cls) -> bool {
         use Cls::*;
         let prev = self.prev;
@@ -380,6 +459,7 @@ impl<S: Sink> Renderer<'_, S> {
         }
     }
 
+    #[inline(always)]
     fn emit(&mut self, cls: Cls, bytes: &[u8], span: (usize, usize)) {
         if cls == Cls::Lit && self.prev == Cls::Lit {
             return;

@@ -268,6 +268,33 @@ fn unterminated_input_is_the_rest_of_the_token() {
 }
 
 #[test]
+fn siphash_matches_the_reference_vectors() {
+    // SipHash-2-4, key 00..0f, message 00..(n-1): the paper's test vectors.
+    let k0 = u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]);
+    let k1 = u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]);
+    let hash = |n: u8| {
+        let mut h = HashSink::<2, 4>::with_key(k0, k1);
+        h.put(&(0..n).collect::<Vec<u8>>());
+        h.finish()
+    };
+    assert_eq!(hash(0), 0x726f_db47_dd0e_0e31);
+    assert_eq!(hash(1), 0x74f8_39c5_93dc_67fd);
+    assert_eq!(hash(8), 0x93f5_f579_9a93_2462);
+    assert_eq!(hash(15), 0xa129_ca61_49be_45e5);
+}
+
+#[test]
+fn word_at_a_time_lower_case_is_ascii_lower_case() {
+    for b in 0..=255u8 {
+        let m = u64::from_le_bytes([b, b'A', b'z', b'Z', 0x80 | b'A', b'@', b'[', b]);
+        let want = u64::from_le_bytes(
+            [b, b'A', b'z', b'Z', 0x80 | b'A', b'@', b'[', b].map(|x| x.to_ascii_lowercase()),
+        );
+        assert_eq!(lower(m), want, "{b:#x}");
+    }
+}
+
+#[test]
 fn dialects_hash_apart() {
     assert_ne!(
         fingerprint_hash("select 1", PG),
@@ -294,6 +321,25 @@ const MYSQL_CORPUS: &[&str] = &[
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// However the renderer splits its output, the hash is the same.
+    #[test]
+    fn hash_does_not_depend_on_how_bytes_arrive(
+        bytes in proptest::collection::vec(any::<u8>(), 0..80),
+        cuts in proptest::collection::vec(0usize..80, 0..12),
+    ) {
+        let mut whole = HashSink::<1, 3>::with_key(1, 2);
+        whole.put(&bytes);
+        let mut pieces = HashSink::<1, 3>::with_key(1, 2);
+        let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= bytes.len()).collect();
+        cuts.sort_unstable();
+        let mut last = 0;
+        for c in cuts.into_iter().chain([bytes.len()]) {
+            pieces.put(&bytes[last..c]);
+            last = c;
+        }
+        prop_assert_eq!(whole.finish(), pieces.finish());
+    }
 
     #[test]
     fn respelled_statements_share_a_fingerprint(
