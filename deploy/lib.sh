@@ -19,9 +19,23 @@ die() {
     exit 1
 }
 ok() { printf '%s%s%s\n' "$_GREEN" "$*" "$_RESET"; }
-# Prints a command the way a user would type it, then runs it.
+# Prints its arguments the way a user would type them: quoted when they need it.
+quote_args() {
+    local arg sep=""
+    for arg in "$@"; do
+        if [[ $arg =~ ^[-A-Za-z0-9_.,=/:@+]+$ ]]; then
+            printf '%s%s' "$sep" "$arg"
+        else
+            printf '%s"%s"' "$sep" "${arg//\"/\\\"}"
+        fi
+        sep=" "
+    done
+}
+# Prints a command as a user would type it.
+show_cmd() { printf '%s$ %s%s\n' "$_BOLD" "$(quote_args "$@")" "$_RESET"; }
+# Prints a command as a user would type it, then runs it.
 show_and_run() {
-    printf '%s$ %s%s\n' "$_BOLD" "$*" "$_RESET"
+    show_cmd "$@"
     "$@"
 }
 

@@ -56,9 +56,7 @@ gateway_conninfo() { echo "host=127.0.0.1 port=$PORT dbname=orders user=$DEMO_SU
 psql_through() {
     local var=$1
     shift
-    printf '%s$ PGPASSWORD=$%s psql "%s"' "$_BOLD" "$var" "$(gateway_conninfo)"
-    printf ' %q' "$@"
-    printf '%s\n' "$_RESET"
+    printf '%s$ PGPASSWORD=$%s psql %s%s\n' "$_BOLD" "$var" "$(quote_args "$(gateway_conninfo)" "$@")" "$_RESET"
     PGPASSWORD=${!var} psql -X -w "$(gateway_conninfo)" "$@"
 }
 
@@ -98,8 +96,9 @@ print_connect_help() {
     section "connect yourself"
     cat <<EOF
 Tollgate listens on 127.0.0.1:$PORT and forwards connection "orders" to PostgreSQL on
-127.0.0.1:$PG_PORT as role orders_app, whose password only Tollgate's config holds
-($STATE/secrets/orders_app.pw). You log in as yourself, with a token as the password:
+127.0.0.1:$PG_PORT as role orders_app, whose password only Tollgate's config holds:
+  $STATE/secrets/orders_app.pw
+You log in as yourself, with a token as the password:
 
   export TOKEN=\$(cat $STATE/token)      # $DEMO_SUB, groups $DEMO_GROUPS, valid $TOKEN_TTL
   PGPASSWORD=\$TOKEN psql "$(gateway_conninfo)"
@@ -161,7 +160,7 @@ stop_previous() {
 
 build() {
     section "3. building release binaries (the first build takes several minutes)"
-    show_and_run cargo build --release -p tollgate -p tollctl
+    show_and_run cargo build --release -p tollgate -p tollctl || die "the build failed (see above)"
     [[ -x $BIN/tollgate && -x $BIN/tollctl ]] || die "no tollgate/tollctl in $BIN after the build"
 }
 
@@ -263,8 +262,8 @@ SQL
 
 mint_token() {
     section "5. minting a token for $DEMO_SUB (groups: $DEMO_GROUPS)"
-    printf '%s$ %s%s\n' "$_BOLD" \
-        "$BIN/tollctl token issue --sub $DEMO_SUB --groups $DEMO_GROUPS --ttl $TOKEN_TTL --key-dir $STATE/keys" "$_RESET"
+    show_cmd "$BIN/tollctl" token issue --sub "$DEMO_SUB" --groups "$DEMO_GROUPS" --ttl "$TOKEN_TTL" \
+        --key-dir "$STATE/keys"
     local out
     out=$("$BIN/tollctl" token issue --sub "$DEMO_SUB" --groups "$DEMO_GROUPS" --ttl "$TOKEN_TTL" \
         --key-dir "$STATE/keys") || die "tollctl token issue failed"
@@ -293,6 +292,10 @@ issuer = "tollgate-local"
 audience = "tollgate"
 jwks_file = $(toml_str "$STATE/keys/jwks.json")
 
+[policy]
+# The shipped policy library; edits are picked up while Tollgate runs.
+dir = $(toml_str "$ROOT/policies")
+
 [[connection]]
 name = "orders"
 protocol = "postgres"
@@ -305,8 +308,9 @@ EOF
     printf 'PORT=%s\nPG_PORT=%s\n' "$PORT" "$PG_PORT" >"$STATE/ports"
     show_and_run "$BIN/tollgate" check-config --config "$STATE/tollgate.toml" ||
         die "the generated config was rejected"
-    printf '%s$ %s%s\n' "$_BOLD" "$BIN/tollgate run --config $STATE/tollgate.toml &" "$_RESET"
-    nohup "$BIN/tollgate" run --config "$STATE/tollgate.toml" >"$STATE/tollgate.log" 2>&1 </dev/null &
+    printf '%s$ %s &%s\n' "$_BOLD" "$(quote_args "$BIN/tollgate" run --config "$STATE/tollgate.toml")" "$_RESET"
+    NO_COLOR=1 nohup "$BIN/tollgate" run --config "$STATE/tollgate.toml" \
+        >"$STATE/tollgate.log" 2>&1 </dev/null &
     local pid=$!
     echo "$pid" >"$STATE/tollgate.pid"
     if ! wait_for_port "$PORT" 30 "$pid"; then
@@ -324,9 +328,7 @@ demo_query() {
     info "orders_app with a password you never see. current_user shows the upstream role."
     psql_through TOKEN \
         -c "select current_user as upstream_role, current_database()" \
-        -c "select c.name, c.email, count(*) as orders, sum(o.amount) as total
-              from customers c join orders o on o.customer_id = c.id
-             group by c.id order by total desc limit 5"
+        -c "select c.name, c.email, count(*) as orders, sum(o.amount) as total from customers c join orders o on o.customer_id = c.id group by c.id order by total desc limit 5"
 }
 
 demo_bad_token() {
@@ -343,11 +345,31 @@ demo_bad_token() {
     ok "refused, as it should be"
 }
 
+demo_blocked_command() {
+    section "demo: a command blocked by policy"
+    info "Every statement is decided by the Rego policies in policies/ before it reaches the"
+    info "database. A DELETE without WHERE is refused (SQLSTATE 42501, with the policy's reason):"
+    local out
+    if out=$(psql_through TOKEN -c "delete from orders" 2>&1); then
+        printf '%s\n' "$out"
+        die "UNEXPECTED: the policy let an unqualified DELETE through"
+    fi
+    printf '%s\n' "$out"
+    info "Nothing was deleted:"
+    psql_through TOKEN -Atc "select count(*) from orders"
+    info "Ask the policy without connecting (here: the same DELETE with a WHERE clause):"
+    local explain=("$BIN/tollctl" policy explain --sql "delete from orders where id = 7"
+        --sub "$DEMO_SUB" --groups "$DEMO_GROUPS" --connection orders
+        --config "$STATE/tollgate.toml" "$ROOT/policies")
+    show_cmd "${explain[@]}"
+    note "(only the decision's action and reason shown)"
+    "${explain[@]}" | grep -E '^  "(action|reason)"'
+}
+
 # Coming, one function each, added to DEMOS when the feature lands:
-#   demo_blocked_command   a DROP TABLE denied by policy, with the rule that fired
 #   demo_masked_column     card_number and email masked on the way out
 #   demo_recording         the session just run, read back from the Parquet recording
-DEMOS=(demo_query demo_bad_token)
+DEMOS=(demo_query demo_bad_token demo_blocked_command)
 
 # --- main ----------------------------------------------------------------------------------------
 

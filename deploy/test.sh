@@ -113,13 +113,13 @@ else
 fi
 step "build" --build cargo build --workspace --all-targets
 step "doc tests" --after-build cargo test --workspace --doc
-# Coming, one line each:
-# step "policy tests" --after-build "$TARGET_DIR/debug/tollctl" policy test policies/
-# step "load test (quick)" --after-build "$TARGET_DIR/debug/tollgate-loadtest" --quick
-#
-# Keep the main test run last: CI reads the closing line of the last test runner, and the
-# doc tests' is usually "0 passed".
+step "policy tests" --after-build "$TARGET_DIR/debug/tollctl" policy test policies/
+# Keep the main test run the last step that runs a test runner: CI reads the closing line of
+# the last one, and the doc tests' is usually "0 passed". (The load test prints no such line.)
 step "tests" --after-build --timeout 25m "${TESTS[@]}"
+# Quick mode checks that every run completes without failures, never speed: the debug build
+# the tests used is enough, and saves CI a release build.
+step "load test (quick)" --after-build --timeout 15m "$TARGET_DIR/debug/tollgate-loadtest" run --hermetic --quick --tollgate-bin "$TARGET_DIR/debug/tollgate"
 
 summary
 exit "$_FAILED"
