@@ -633,40 +633,11 @@ fn pgbench_runs_without_failures_in_every_query_mode() {
 
 /// Sends raw bytes as a client would, after a proper login, and returns what came back.
 fn raw_session(gw: &Gateway, after_login: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(gw.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let token = gw.token(SUB, &[]);
-    let mut out = Vec::new();
-    tollgate::proto::pg::encode_startup(&mut out, &[("user", SUB), ("database", "orders")]);
-    s.write_all(&out).expect("startup");
-    let mut got = read_until_tag(&mut s, b'R');
-    out.clear();
-    tollgate::proto::pg::encode_password(&mut out, &token);
-    s.write_all(&out).expect("password");
-    got.extend(read_until_tag(&mut s, b'Z'));
+    let mut s = gw.raw_login(SUB, &[]);
     s.write_all(after_login).expect("payload");
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
     rest
-}
-
-/// Reads messages until one with `tag` has arrived whole.
-fn read_until_tag(s: &mut TcpStream, tag: u8) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let mut rest = &got[..];
-        while let Ok(Some(frame)) = tollgate::proto::pg::frame(rest, 1 << 20) {
-            if frame.tag == tag {
-                return got;
-            }
-            rest = &rest[frame.wire_len()..];
-        }
-        let n = s.read(&mut buf).expect("read");
-        assert!(n > 0, "connection closed before message {}", tag as char);
-        got.extend_from_slice(&buf[..n]);
-    }
 }
 
 fn error_codes(bytes: &[u8]) -> Vec<String> {
@@ -714,16 +685,7 @@ async fn bad_input_ends_only_the_guilty_session_with_an_error() {
             sql: "select repeat('x', 1000) from generate_series(1, 200000)",
         }
         .encode(&mut q);
-        let mut s = TcpStream::connect(gw.addr).expect("connect");
-        let token = gw.token(SUB, &[]);
-        let mut out = Vec::new();
-        tollgate::proto::pg::encode_startup(&mut out, &[("user", SUB), ("database", "orders")]);
-        s.write_all(&out).expect("startup");
-        read_until_tag(&mut s, b'R');
-        out.clear();
-        tollgate::proto::pg::encode_password(&mut out, &token);
-        s.write_all(&out).expect("password");
-        read_until_tag(&mut s, b'Z');
+        let mut s = gw.raw_login(SUB, &[]);
         s.write_all(&q).expect("query");
         let mut some = [0u8; 65536];
         let _ = s.read(&mut some);

@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -259,20 +258,9 @@ async fn the_bypass_corpus_is_refused_over_both_protocols() {
 
 /// Logs in with raw protocol messages, sends a FunctionCall, and returns the reply bytes.
 fn raw_function_call(gw: &Gateway, who: (&str, &[&str]), oid: u32, arg: &[u8]) -> Vec<u8> {
-    use tollgate::proto::pg;
-    let mut s = TcpStream::connect(gw.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    let mut s = gw.raw_login(who.0, who.1);
     let mut out = Vec::new();
-    pg::encode_startup(&mut out, &[("user", who.0), ("database", "orders")]);
-    s.write_all(&out).expect("startup");
-    read_until(&mut s, b'R');
-    out.clear();
-    pg::encode_password(&mut out, &gw.token(who.0, who.1));
-    s.write_all(&out).expect("password");
-    read_until(&mut s, b'Z');
-    out.clear();
-    pg::FrontendMessage::FunctionCall {
+    tollgate::proto::pg::FrontendMessage::FunctionCall {
         function_oid: oid,
         arg_formats: vec![0],
         args: vec![Some(arg)],
@@ -280,24 +268,7 @@ fn raw_function_call(gw: &Gateway, who: (&str, &[&str]), oid: u32, arg: &[u8]) -
     }
     .encode(&mut out);
     s.write_all(&out).expect("function call");
-    read_until(&mut s, b'Z')
-}
-
-fn read_until(s: &mut TcpStream, tag: u8) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let mut rest = &got[..];
-        while let Ok(Some(frame)) = tollgate::proto::pg::frame(rest, 1 << 20) {
-            if frame.tag == tag {
-                return got;
-            }
-            rest = &rest[frame.wire_len()..];
-        }
-        let n = s.read(&mut buf).expect("read");
-        assert!(n > 0, "closed before {}", tag as char);
-        got.extend_from_slice(&buf[..n]);
-    }
+    support::read_until_tag(&mut s, b'Z')
 }
 
 fn copy_dir(from: &Path, to: &Path) {

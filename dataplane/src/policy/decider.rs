@@ -45,17 +45,8 @@ impl Decider {
         fingerprint: u64,
         input: impl FnOnce() -> serde_json::Value,
     ) -> Rc<Decision> {
-        if self.store.version() != self.version {
-            self.rebuild();
-        }
-        let key = self
-            .cache
-            .key(self.version, sub, groups, connection, fingerprint);
-        if let Some(decision) = self.cache.get(&key) {
-            return decision;
-        }
-        let decision = self.engine.decide(&input());
-        self.cache.insert(key, decision)
+        let who = self.principal_key(sub, groups, connection, 0);
+        self.decide_as(who, fingerprint, input)
     }
 
     /// The session-constant part of the cache key (see [`DecisionCache::principal_key`]).

@@ -1073,6 +1073,26 @@ impl Gateway {
         }
     }
 
+    /// Logs in with raw protocol messages (start-up, then the token as the password) and
+    /// returns the socket just after the first ReadyForQuery, for tests that send bytes a
+    /// client library would not.
+    pub fn raw_login(&self, sub: &str, groups: &[&str]) -> std::net::TcpStream {
+        use std::io::Write;
+        use tollgate::proto::pg;
+        let mut s = std::net::TcpStream::connect(self.addr).expect("connect to the gateway");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let mut out = Vec::new();
+        pg::encode_startup(&mut out, &[("user", sub), ("database", "orders")]);
+        s.write_all(&out).expect("startup");
+        read_until_tag(&mut s, b'R');
+        out.clear();
+        pg::encode_password(&mut out, &self.token(sub, groups));
+        s.write_all(&out).expect("password");
+        read_until_tag(&mut s, b'Z');
+        s
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -1288,4 +1308,23 @@ fn gateway_config(
         let _ = writeln!(t, "\n{}", opts.extra_toml);
     }
     t
+}
+
+/// Reads backend messages until one with `tag` has arrived whole; returns every byte read.
+pub fn read_until_tag(s: &mut std::net::TcpStream, tag: u8) -> Vec<u8> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let mut rest = &got[..];
+        while let Ok(Some(frame)) = tollgate::proto::pg::frame(rest, 1 << 20) {
+            if frame.tag == tag {
+                return got;
+            }
+            rest = &rest[frame.wire_len()..];
+        }
+        let n = s.read(&mut buf).expect("read from the gateway");
+        assert!(n > 0, "connection closed before message {}", tag as char);
+        got.extend_from_slice(&buf[..n]);
+    }
 }
