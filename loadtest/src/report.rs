@@ -229,14 +229,12 @@ pub fn summarise(s: &ScenarioReport) -> Vec<TargetSummary> {
             }
             ScenarioKind::Idle => {
                 let idle: Vec<&IdleResult> = ok.iter().filter_map(|r| r.idle.as_ref()).collect();
+                // Memory: the worst round, not the median. An allocator keeps what an
+                // earlier round's connections freed, so later rounds under-count the growth.
                 let rss: Vec<f64> = idle.iter().filter_map(|i| i.rss_kib_per_conn).collect();
-                t.rss_kib_per_conn = median(&rss);
-                t.pss_kib_per_conn = median(
-                    &idle
-                        .iter()
-                        .filter_map(|i| i.pss_kib_per_conn)
-                        .collect::<Vec<_>>(),
-                );
+                let pss: Vec<f64> = idle.iter().filter_map(|i| i.pss_kib_per_conn).collect();
+                t.rss_kib_per_conn = rss.iter().copied().reduce(f64::max);
+                t.pss_kib_per_conn = pss.iter().copied().reduce(f64::max);
                 t.connect_s = median(&idle.iter().map(|i| i.connect_s).collect::<Vec<_>>());
                 t.connections = idle.iter().map(|i| i.established).min();
                 t.spread = spread(&rss);
@@ -919,7 +917,7 @@ fn markdown(r: &Report, plots: &BTreeMap<String, Vec<String>>) -> String {
                 let _ = writeln!(w, "{}{pool}.\n", sc.describe);
                 let _ = writeln!(
                     w,
-                    "| target | connections held | RSS KiB/conn | PSS KiB/conn | time to open all | spread |"
+                    "| target | connections held | RSS KiB/conn (worst round) | PSS KiB/conn (worst round) | time to open all | spread |"
                 );
                 let _ = writeln!(w, "|---|--:|--:|--:|--:|---|");
                 for t in &sc.summary {
@@ -986,11 +984,12 @@ fn markdown(r: &Report, plots: &BTreeMap<String, Vec<String>>) -> String {
          their latencies, from pgbench's per-transaction logs (`-l`, 3rd column, µs).\n\
          - Proxy CPU per transaction: utime + stime of the proxy process (all threads, /proc/PID/stat) sampled at \
          both ends of the window, divided by the window's transactions. `direct` has no proxy, so none.\n\
-         - Across rounds each figure is the median; spread = (max − min) / median of TPS (of memory for idle \
+         - Across rounds each figure is the median (memory: the worst round); spread = (max − min) / median of TPS (of memory for idle \
          scenarios), **noisy** above 10 %. Ratios divide medians.\n\
          - Idle scenarios open the connections from this process (tokio-postgres: startup, login with the token \
          or SCRAM), wait 1 s, read Rss/Pss of the proxy from /proc/PID/smaps_rollup, hold, then check each still \
-         answers `SELECT 1`. Memory per connection = (after − before) / connections held. Each Tollgate client \
+         answers `SELECT 1`. Memory per connection = (after − before) / connections held, the worst round (an allocator keeps what an \
+         earlier round freed, so later rounds under-count). Each Tollgate client \
          connection has its own upstream connection, so PostgreSQL runs with max_connections ≥ connections + 100; \
          pgbouncer runs those scenarios in transaction mode (its upstream-light mode).\n\
          - PostgreSQL runs with fsync, synchronous_commit and full_page_writes off: the load test measures the \
