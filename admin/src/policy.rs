@@ -179,6 +179,6 @@ pub fn run(command: PolicyCommand) -> Result<()> {
     }
 }
 
-fn load(dir: &PathBuf) -> Result<std::sync::Arc<PolicySet>> {
+fn load(dir: &std::path::Path) -> Result<std::sync::Arc<PolicySet>> {
     PolicySet::load(dir).with_context(|| format!("loading policies from {}", dir.display()))
 }

@@ -71,6 +71,9 @@ fn assert_refused<T: std::fmt::Debug>(result: Result<T, tokio_postgres::Error>, 
         db.detail().is_some_and(|d| d.starts_with("rules: ")),
         "{what}: the detail names the rules: {db:?}"
     );
+    // How the refusal was raised is the gateway's business, not the client's.
+    assert!(db.where_().is_none(), "{what}: context leaked: {db:?}");
+    assert!(db.constraint().is_none(), "{what}: tag leaked: {db:?}");
 }
 
 /// A table only these tests use, with one row, created directly (not through the gateway).

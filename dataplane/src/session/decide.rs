@@ -246,15 +246,27 @@ pub fn refusal_pipeline(out: &mut Vec<u8>, message: &str, detail: &str) {
     pg::FrontendMessage::Sync.encode(out);
 }
 
-/// Whether a backend ErrorResponse is one of the gateway's refusals.
-pub fn is_refusal(frame: pg::Frame<'_>) -> bool {
-    match pg::BackendMessage::decode(frame) {
-        Ok(pg::BackendMessage::ErrorResponse(fields)) => {
-            // 'n' is the constraint-name field of an ErrorResponse.
-            fields.get(b'n') == Some(REFUSAL_TAG)
-        }
-        _ => false,
+/// The client's view of a refusal the upstream raised: the same SQLSTATE, message and
+/// detail, without the traces of how it was raised (the PL/pgSQL context line and the tag).
+/// `None` when `frame` is not a refusal.
+pub fn client_refusal(frame: pg::Frame<'_>) -> Option<Vec<u8>> {
+    let pg::BackendMessage::ErrorResponse(fields) = pg::BackendMessage::decode(frame).ok()? else {
+        return None;
+    };
+    // 'n' is the constraint-name field of an ErrorResponse.
+    if fields.get(b'n') != Some(REFUSAL_TAG) {
+        return None;
     }
+    let mut out = Vec::with_capacity(frame.wire_len());
+    pg::encode_error(
+        &mut out,
+        fields.severity().unwrap_or("ERROR"),
+        fields.sqlstate().unwrap_or("42501"),
+        fields.message().unwrap_or("denied by policy"),
+        fields.get(pg::field::DETAIL),
+        None,
+    );
+    Some(out)
 }
 
 #[cfg(test)]

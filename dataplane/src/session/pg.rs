@@ -341,9 +341,9 @@ async fn startup(
             format!("connection \"{database}\" does not exist on this gateway"),
         )
     })?;
-    if !client.is_tls()
-        && !(gw.config.gateway.allow_plaintext_secrets_on_loopback && peer.ip().is_loopback())
-    {
+    let plaintext_allowed =
+        gw.config.gateway.allow_plaintext_secrets_on_loopback && peer.ip().is_loopback();
+    if !client.is_tls() && !plaintext_allowed {
         return Err(reject(
             sqlstate::INVALID_AUTHORIZATION,
             "the gateway accepts tokens only over TLS: connect with sslmode=require",
@@ -810,6 +810,13 @@ where
             let start = pos;
             pos += frame.wire_len();
             last_tag = frame.tag;
+            // Only errors are looked into: the gateway's refusals are shown without their
+            // PL/pgSQL context.
+            let refusal = if frame.tag == b'E' {
+                decide::client_refusal(frame)
+            } else {
+                None
+            };
             let refusing = legs.refusals.borrow().front() == Some(&answered);
             if refusing || held > 0 {
                 // The slow path, only while a refusal pipeline is being answered.
@@ -822,7 +829,7 @@ where
                         held = 2;
                         true
                     }
-                    (b'E', 2) if decide::is_refusal(frame) => {
+                    (b'E', 2) if refusal.is_some() => {
                         held = 0;
                         false
                     }
@@ -850,6 +857,12 @@ where
                     parts.push((span, start));
                     span = pos;
                 }
+            }
+            if let Some(clean) = refusal {
+                parts.push((span, start));
+                extra.extend_from_slice(&clean);
+                parts.push((usize::MAX, extra.len()));
+                span = pos;
             }
             if frame.tag == b'Z' {
                 if refusing {
