@@ -589,25 +589,11 @@ fn pgbench_runs_without_failures_in_every_query_mode() {
     let cluster = PgCluster::shared();
     cluster.pgbench_init(1);
     let gw = gateway();
-    let token = gw.token("bench-bot", &["bench"]);
     for mode in ["simple", "extended", "prepared"] {
         for builtin in [&["-S"][..], &[][..]] {
-            let out = Command::new(cluster.bin("pgbench"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &gw.addr.port().to_string(),
-                    "-U",
-                    "bench-bot",
-                    "-n",
-                ])
-                .args(["-M", mode, "-c", "4", "-j", "2", "-T", "3"])
-                .args(builtin)
-                .arg("orders")
-                .env("PGPASSWORD", &token)
-                .output()
-                .expect("pgbench");
+            let mut args = vec!["-M", mode, "-c", "4", "-j", "2", "-T", "3"];
+            args.extend_from_slice(builtin);
+            let out = gw.pgbench(cluster, "bench-bot", &["bench"], &args);
             let stdout = String::from_utf8_lossy(&out.stdout);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(

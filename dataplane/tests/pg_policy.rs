@@ -379,22 +379,13 @@ fn pgbench_runs_clean_with_the_shipped_policies() {
     let cluster = PgCluster::shared();
     cluster.pgbench_init(1);
     let gw = gateway_with(&shipped_policies());
-    let token = gw.token("bench-bot", &["analysts"]);
     for mode in ["simple", "extended", "prepared"] {
-        let out = std::process::Command::new(cluster.bin("pgbench"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &gw.addr.port().to_string(),
-                "-U",
-                "bench-bot",
-                "-n",
-            ])
-            .args(["-S", "-M", mode, "-c", "4", "-j", "2", "-T", "2", "orders"])
-            .env("PGPASSWORD", &token)
-            .output()
-            .expect("pgbench");
+        let out = gw.pgbench(
+            cluster,
+            "bench-bot",
+            &["analysts"],
+            &["-S", "-M", mode, "-c", "4", "-j", "2", "-T", "2"],
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -407,20 +398,7 @@ fn pgbench_runs_clean_with_the_shipped_policies() {
         );
     }
     // And a read-only principal's TPC-B run is refused at its first write, not silently relayed.
-    let out = std::process::Command::new(cluster.bin("pgbench"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &gw.addr.port().to_string(),
-            "-U",
-            "bench-bot",
-            "-n",
-        ])
-        .args(["-c", "1", "-t", "1", "orders"])
-        .env("PGPASSWORD", &token)
-        .output()
-        .expect("pgbench");
+    let out = gw.pgbench(cluster, "bench-bot", &["analysts"], &["-c", "1", "-t", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a read-only principal wrote");
     assert!(stderr.contains("denied by policy"), "{stderr}");

@@ -1093,6 +1093,32 @@ impl Gateway {
         s
     }
 
+    /// Runs the cluster's pgbench through the gateway as `sub` (with a fresh token for
+    /// `groups`) on connection "orders", with `args` before the database name.
+    pub fn pgbench(
+        &self,
+        cluster: &PgCluster,
+        sub: &str,
+        groups: &[&str],
+        args: &[&str],
+    ) -> std::process::Output {
+        Command::new(cluster.bin("pgbench"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.addr.port().to_string(),
+                "-U",
+                sub,
+                "-n",
+            ])
+            .args(args)
+            .arg("orders")
+            .env("PGPASSWORD", self.token(sub, groups))
+            .output()
+            .expect("run pgbench")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
