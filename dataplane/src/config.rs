@@ -456,6 +456,13 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_a_valid_config() {
+        let text = include_str!("../../deploy/examples/tollgate.toml");
+        let c = Config::parse(text).expect("deploy/examples/tollgate.toml must stay valid");
+        assert!(!c.connections.is_empty());
+    }
+
+    #[test]
     fn secret_debug_hides_value() {
         let s = Secret::new("hunter2".into());
         assert!(!format!("{s:?}").contains("hunter2"));
