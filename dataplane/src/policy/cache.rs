@@ -86,10 +86,10 @@ impl DecisionCache {
         connection: &str,
         fingerprint: u64,
     ) -> CacheKey {
-        let [lo, hi] = &self.hashers;
-        CacheKey(
-            u128::from(half(lo, version, sub, groups, connection, fingerprint)) << 64
-                | u128::from(half(hi, version, sub, groups, connection, fingerprint)),
+        self.key_for(
+            self.principal_key(sub, groups, connection, 0),
+            version,
+            fingerprint,
         )
     }
 
@@ -105,8 +105,8 @@ impl DecisionCache {
     ) -> PrincipalKey {
         let [lo, hi] = &self.hashers;
         PrincipalKey([
-            half(lo, 0, sub, groups, connection, extra),
-            half(hi, 0, sub, groups, connection, extra),
+            half(lo, sub, groups, connection, extra),
+            half(hi, sub, groups, connection, extra),
         ])
     }
 
@@ -208,25 +208,23 @@ impl DecisionCache {
     }
 }
 
-/// One 64-bit half of a key. Groups are combined by adding their separate hashes, which does
+/// One 64-bit half of a session's [`PrincipalKey`]. Groups are combined by adding their separate hashes, which does
 /// not depend on their order.
 fn half<G: AsRef<str>>(
     state: &RandomState,
-    version: u64,
     sub: &str,
     groups: &[G],
     connection: &str,
-    fingerprint: u64,
+    extra: u64,
 ) -> u64 {
     let groups_hash = groups
         .iter()
         .fold(0u64, |acc, g| acc.wrapping_add(state.hash_one(g.as_ref())));
     let mut h = state.build_hasher();
-    version.hash(&mut h);
     sub.hash(&mut h);
     groups_hash.hash(&mut h);
     connection.hash(&mut h);
-    fingerprint.hash(&mut h);
+    extra.hash(&mut h);
     h.finish()
 }
 

@@ -204,9 +204,8 @@ async fn startup(
                 Ok(Some((_, used))) => break used,
                 Ok(None) => {
                     let want = pg_startup_len_hint(buf.filled()).min(pg::MAX_STARTUP_LEN);
-                    match buf.fill(client, want).await {
-                        Ok(0) | Err(_) => return Ok(None),
-                        Ok(_) => {}
+                    if !read_more(client, buf, want).await {
+                        return Ok(None);
                     }
                 }
                 Err(e) => {
@@ -372,9 +371,8 @@ async fn startup(
             }
             Ok(None) => {
                 let want = pg_message_len_hint(buf.filled()).min(max);
-                match buf.fill(client, want).await {
-                    Ok(0) | Err(_) => return Ok(None),
-                    Ok(_) => {}
+                if !read_more(client, buf, want).await {
+                    return Ok(None);
                 }
             }
             Err(e) => {
@@ -446,6 +444,12 @@ async fn startup(
         upstream,
         key,
     )))
+}
+
+/// Reads more start-up bytes from the client; `false` when it closed or failed, after which
+/// there is nobody to answer.
+async fn read_more(client: &mut Transport, buf: &mut ReadBuf, want: usize) -> bool {
+    matches!(buf.fill(client, want).await, Ok(n) if n > 0)
 }
 
 /// The client left in the middle of start-up; there is nobody to tell.
