@@ -42,6 +42,77 @@ pub struct Config {
     /// The upstream services clients may reach, selected by name.
     #[serde(default, rename = "connection")]
     pub connections: Vec<ConnectionConfig>,
+    /// Session recording to zstd Parquet.
+    #[serde(default)]
+    pub record: RecordConfig,
+}
+
+/// `[record]`: every session event, written to zstd Parquet under `dir` (see
+/// `dataplane/src/record/README.md` for the layout and the schema).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordConfig {
+    /// Record sessions. `false` records nothing (the gateway says so at start-up).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Archive root: `DIR/date=YYYY-MM-DD/hour=HH/<instance>-<seq>.parquet`.
+    #[serde(default = "default_record_dir")]
+    pub dir: PathBuf,
+    /// Name of this gateway in file names; defaults to the host name.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// Result bytes (as the client received them) kept per statement; the rest is counted,
+    /// not kept, and the statement's result is flagged truncated.
+    #[serde(default = "default_max_result_bytes")]
+    pub max_result_bytes: usize,
+    /// Milliseconds after which an event is durable against a crash of the gateway
+    /// (recovered into Parquet at the next start).
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// A Parquet file is closed and a new one begun past this many bytes...
+    #[serde(default = "default_rotate_bytes")]
+    pub rotate_bytes: u64,
+    /// ... or this many seconds (and always at the turn of an hour).
+    #[serde(default = "default_rotate_interval_s")]
+    pub rotate_interval_s: u64,
+    /// Events each shard may have queued for the recorder; a session that finds its
+    /// shard's queue full waits (no event is ever dropped).
+    #[serde(default = "default_record_queue")]
+    pub queue_capacity: usize,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: default_record_dir(),
+            instance: None,
+            max_result_bytes: default_max_result_bytes(),
+            flush_interval_ms: default_flush_interval_ms(),
+            rotate_bytes: default_rotate_bytes(),
+            rotate_interval_s: default_rotate_interval_s(),
+            queue_capacity: default_record_queue(),
+        }
+    }
+}
+
+fn default_record_dir() -> PathBuf {
+    PathBuf::from("recordings")
+}
+fn default_max_result_bytes() -> usize {
+    1024 * 1024
+}
+fn default_flush_interval_ms() -> u64 {
+    1000
+}
+fn default_rotate_bytes() -> u64 {
+    128 * 1024 * 1024
+}
+fn default_rotate_interval_s() -> u64 {
+    3600
+}
+fn default_record_queue() -> usize {
+    8192
 }
 
 /// `[policy]`: the Rego policy set that decides every statement.
@@ -325,6 +396,30 @@ impl Config {
             return Err(Error::Invalid(
                 "policy.cache_capacity must be at least 1".into(),
             ));
+        }
+        let r = &self.record;
+        if r.enabled {
+            if r.flush_interval_ms == 0 || r.rotate_interval_s == 0 || r.queue_capacity == 0 {
+                return Err(Error::Invalid(
+                    "record.flush_interval_ms, record.rotate_interval_s and record.queue_capacity must be at least 1".into(),
+                ));
+            }
+            if r.rotate_bytes < 1024 * 1024 {
+                return Err(Error::Invalid(
+                    "record.rotate_bytes must be at least 1048576".into(),
+                ));
+            }
+            if let Some(name) = &r.instance {
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+                {
+                    return Err(Error::Invalid(format!(
+                        "record.instance {name:?} may hold only letters, digits, '_', '.' and '-'"
+                    )));
+                }
+            }
         }
         let mut names = std::collections::HashSet::new();
         for c in &self.connections {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod identity;
 pub mod policy;
 pub mod proto;
+pub mod record;
 pub mod runtime;
 pub mod session;
 pub mod sql;
