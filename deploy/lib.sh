@@ -123,6 +123,24 @@ ensure_postgres_user() {
     fi
 }
 
+# --- DuckDB ---------------------------------------------------------------------------------------
+
+# The DuckDB version the recording tests and the README's queries are checked with.
+DUCKDB_VERSION=1.1.3
+
+# DuckDB's Python package, which the recording tests use to query the Parquet archive.
+ensure_duckdb() {
+    if python3 -c 'import duckdb' >/dev/null 2>&1; then
+        note "duckdb $(python3 -c 'import duckdb; print(duckdb.__version__)')"
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || die "python3 is needed for the DuckDB tests"
+    # Debian's own python3 refuses pip installs outside a virtualenv (PEP 668) unless told.
+    show_and_run python3 -m pip install --quiet "duckdb==$DUCKDB_VERSION" ||
+        show_and_run python3 -m pip install --quiet --break-system-packages "duckdb==$DUCKDB_VERSION" ||
+        die "cannot install duckdb==$DUCKDB_VERSION with pip"
+}
+
 # --- Rust ----------------------------------------------------------------------------------------
 
 ensure_cargo() {

@@ -93,8 +93,10 @@ need pgbench postgresql-contrib
 need openssl openssl
 need cc gcc libc6-dev
 need runuser util-linux
+need python3 python3 python3-pip
 install_needed
 ensure_postgres_user
+ensure_duckdb
 ensure_cargo
 if bindir=$(pg_bindir); then note "PostgreSQL: $("$bindir/postgres" --version) in $bindir"; fi
 note "target dir: $TARGET_DIR"

@@ -82,9 +82,17 @@ fn decide(c: &mut Criterion) {
 
     // Hot: a repeated statement through the session's gatekeeper and the shard's cache.
     let sql = STATEMENTS[0].1;
-    assert!(matches!(gate.decide_sql(&mut warm, sql), Verdict::Allow));
+    assert!(matches!(
+        gate.decide_sql(&mut warm, sql).verdict,
+        Verdict::Allow
+    ));
     c.bench_function("decide_cached/pgbench_select", |b| {
-        b.iter(|| matches!(gate.decide_sql(&mut warm, black_box(sql)), Verdict::Allow))
+        b.iter(|| {
+            matches!(
+                gate.decide_sql(&mut warm, black_box(sql)).verdict,
+                Verdict::Allow
+            )
+        })
     });
     assert!(warm.cache().hits() > 0);
 }

@@ -72,7 +72,8 @@ pub struct RecordConfig {
     /// A Parquet file is closed and a new one begun past this many bytes...
     #[serde(default = "default_rotate_bytes")]
     pub rotate_bytes: u64,
-    /// ... or this many seconds (and always at the turn of an hour).
+    /// ... or this many seconds (and always at the turn of an hour): how long the newest
+    /// events may wait before DuckDB and `tollctl` can read them.
     #[serde(default = "default_rotate_interval_s")]
     pub rotate_interval_s: u64,
     /// Events each shard may have queued for the recorder; a session that finds its
@@ -109,7 +110,7 @@ fn default_rotate_bytes() -> u64 {
     128 * 1024 * 1024
 }
 fn default_rotate_interval_s() -> u64 {
-    3600
+    300
 }
 fn default_record_queue() -> usize {
     8192

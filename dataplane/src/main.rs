@@ -60,15 +60,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<std::sync::Arc<tollgate::session::Gateway>> {
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
     tollgate::identity::install_crypto_provider();
     let config = tollgate::config::Config::load(path)?;
     let shutdown = tollgate::runtime::Shutdown::new();
-    Ok(tollgate::session::Gateway::new(config, shutdown)?)
-}
-
-fn check(path: &std::path::Path) -> anyhow::Result<()> {
-    let gw = load(path)?;
+    let gw = tollgate::session::Gateway::new(config, shutdown, None)?;
     println!(
         "config ok: listen {}, {} connection(s)",
         gw.config.gateway.listen,
@@ -78,14 +74,53 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
-    let gw = load(path)?;
-    let g = &gw.config.gateway;
-    let shards = match g.shards {
+    tollgate::identity::install_crypto_provider();
+    let config = tollgate::config::Config::load(path)?;
+    let shards = match config.gateway.shards {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let io_memory = g.io_memory_kib * 1024;
+    let io_memory = config.gateway.io_memory_kib * 1024;
     tollgate::runtime::check_memlock(shards, io_memory)?;
+    // The recorder starts first: it recovers what a crashed predecessor left behind before
+    // any new session is recorded.
+    let recorder = if config.record.enabled {
+        let recorder =
+            tollgate::record::Recorder::start(&config.record, shards).with_context(|| {
+                format!(
+                    "cannot start the session recorder in {}",
+                    config.record.dir.display()
+                )
+            })?;
+        Some(std::sync::Arc::new(recorder))
+    } else {
+        tracing::warn!("[record] enabled = false: sessions are not recorded");
+        None
+    };
+    let shutdown = tollgate::runtime::Shutdown::new();
+    let gw = match tollgate::session::Gateway::new(config, shutdown, recorder.clone()) {
+        Ok(gw) => gw,
+        Err(e) => {
+            if let Some(r) = &recorder {
+                r.shutdown();
+            }
+            return Err(e.into());
+        }
+    };
+    let result = serve(&gw, shards, io_memory);
+    // Every session has ended: close the recording files whatever happened.
+    if let Some(r) = &recorder {
+        r.shutdown();
+    }
+    result
+}
+
+fn serve(
+    gw: &std::sync::Arc<tollgate::session::Gateway>,
+    shards: usize,
+    io_memory: usize,
+) -> anyhow::Result<()> {
+    let g = &gw.config.gateway;
 
     // Fail here, with a clear message, if the address is taken by a process that does not
     // share it (SO_REUSEPORT lets the shards, and a replacement gateway, bind it together).
@@ -119,7 +154,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         policy = gw.policy.as_ref().map(|p| format!("{:016x}", p.version())).unwrap_or_else(|| "off".into()),
         "tollgate starting"
     );
-    let shard_gw = std::sync::Arc::clone(&gw);
+    let shard_gw = std::sync::Arc::clone(gw);
     let results = tollgate::runtime::run_shards(shards, io_memory, move || {
         let gw = std::sync::Arc::clone(&shard_gw);
         async move {

@@ -9,6 +9,7 @@ use super::cache::{DecisionCache, PrincipalKey};
 use super::decision::Decision;
 use super::engine::Engine;
 use super::store::PolicyStore;
+use crate::record::DecisionInfo;
 
 /// The policy stage of one shard: cache in front of engine, engine kept on the store's version.
 #[derive(Debug)]
@@ -75,7 +76,9 @@ impl Decider {
         if let Some(decision) = self.cache.get(&key) {
             return decision;
         }
-        let decision = self.engine.decide(&input());
+        let input = input();
+        let mut decision = self.engine.decide(&input);
+        decision.record = Some(Arc::new(record_info(&decision, &input)));
         self.cache.insert(key, decision)
     }
 
@@ -101,5 +104,34 @@ impl Decider {
             );
             Engine::deny_all()
         });
+    }
+}
+
+/// What a recording keeps of a decision: the decision and, from its input, the fingerprint
+/// and every table the request names.
+fn record_info(decision: &Decision, input: &serde_json::Value) -> DecisionInfo {
+    let request = &input["request"];
+    let mut tables: Vec<String> = Vec::new();
+    if let Some(statements) = request["statements"].as_array() {
+        for table in statements
+            .iter()
+            .filter_map(|s| s["tables"].as_array())
+            .flatten()
+            .filter_map(|t| t.as_str())
+        {
+            if !tables.iter().any(|seen| seen == table) {
+                tables.push(table.to_owned());
+            }
+        }
+    }
+    DecisionInfo {
+        action: decision.action_str().to_owned(),
+        rules: decision.rules.clone(),
+        reason: decision.reason.clone(),
+        fingerprint: request["fingerprint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        tables,
     }
 }

@@ -80,6 +80,11 @@ pub struct Decision {
     pub mask: Mask,
     /// Present exactly when `action` is `review`.
     pub review: Option<Review>,
+    /// What a recording keeps of this decision and of the request it was made for; set by
+    /// the [`Decider`](super::Decider) when it caches the decision, so every statement served
+    /// from the cache shares it.
+    #[serde(skip)]
+    pub record: Option<std::sync::Arc<crate::record::DecisionInfo>>,
 }
 
 impl Decision {
@@ -91,11 +96,21 @@ impl Decision {
             rules: vec![DEFAULT_DENY_RULE.to_owned()],
             mask: Mask::default(),
             review: None,
+            record: None,
         }
     }
 
     pub fn is_allow(&self) -> bool {
         self.action == Action::Allow
+    }
+
+    /// The action as the policy wrote it: "allow", "deny" or "review".
+    pub fn action_str(&self) -> &'static str {
+        match self.action {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+            Action::Review => "review",
+        }
     }
 
     /// Checks and converts a decision document. Anything off the contract is an error, which
@@ -179,6 +194,7 @@ impl Decision {
             rules,
             mask,
             review,
+            record: None,
         })
     }
 }

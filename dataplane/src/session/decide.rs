@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::identity::Principal;
 use crate::policy::{Action, Decision, PrincipalKey};
 use crate::proto::pg;
+use crate::record::DecisionInfo;
 use crate::sql::{self, Dialect};
 
 /// The constraint name the gateway's refusals carry, so the relay can tell them apart from
@@ -32,6 +33,14 @@ pub enum Verdict {
         message: String,
         detail: String,
     },
+}
+
+/// A verdict with what a recording keeps of it.
+pub struct Decided {
+    pub verdict: Verdict,
+    /// The statement's fingerprint hash.
+    pub fingerprint: u64,
+    pub record: Option<Arc<DecisionInfo>>,
 }
 
 /// One session's view of the policy stage: who asks, on which connection, from where.
@@ -71,11 +80,11 @@ impl Gatekeeper {
     }
 
     /// Decides a SQL text (a simple-query batch or one prepared statement).
-    pub fn decide_sql(&self, decider: &mut crate::policy::Decider, text: &str) -> Verdict {
+    pub fn decide_sql(&self, decider: &mut crate::policy::Decider, text: &str) -> Decided {
         let hash = sql::fingerprint_hash(text, Dialect::Postgres);
         let who = self.key(decider);
         let decision = decider.decide_as(who, hash, || self.input(sql_request(text)));
-        verdict(&decision)
+        decided(&decision, hash)
     }
 
     /// Decides a fast-path FunctionCall, which names a function by OID and so escapes SQL
@@ -84,29 +93,26 @@ impl Gatekeeper {
         &self,
         decider: &mut crate::policy::Decider,
         function_oid: u32,
-    ) -> Verdict {
+    ) -> Decided {
         let who = self.key(decider);
-        let decision = decider.decide_as(
-            who,
-            // Outside the normaliser's hash space in practice: a fixed tag with the OID.
-            0x6675_6e63_6361_6c6c ^ u64::from(function_oid),
-            || {
-                self.input(json!({
-                    "kind": "sql",
-                    "fingerprint": format!("<function call {function_oid}>"),
-                    "statements": [{
-                        "kind": "function_call", "class": "privileged", "tables": [],
-                        "columns": [], "functions": [format!("oid:{function_oid}")],
-                        "has_where": false, "data_modifying_cte": false, "select_into": false,
-                        "for_update": false, "copy_direction": null, "copy_program": false,
-                        "parse_error": null
-                    }],
-                    "multi_statement": false,
-                    "parse_error": null,
-                }))
-            },
-        );
-        verdict(&decision)
+        // Outside the normaliser's hash space in practice: a fixed tag with the OID.
+        let hash = function_call_hash(function_oid);
+        let decision = decider.decide_as(who, hash, || {
+            self.input(json!({
+                "kind": "sql",
+                "fingerprint": format!("<function call {function_oid}>"),
+                "statements": [{
+                    "kind": "function_call", "class": "privileged", "tables": [],
+                    "columns": [], "functions": [format!("oid:{function_oid}")],
+                    "has_where": false, "data_modifying_cte": false, "select_into": false,
+                    "for_update": false, "copy_direction": null, "copy_program": false,
+                    "parse_error": null
+                }],
+                "multi_statement": false,
+                "parse_error": null,
+            }))
+        });
+        decided(&decision, hash)
     }
 
     /// The session's part of every cache key, computed on first use. A session stays on one
@@ -161,6 +167,19 @@ pub fn policy_input(
         "session": session,
         "request": request,
     })
+}
+
+/// The fingerprint hash a fast-path FunctionCall of `oid` is decided and recorded under.
+pub fn function_call_hash(oid: u32) -> u64 {
+    0x6675_6e63_6361_6c6c ^ u64::from(oid)
+}
+
+fn decided(decision: &Rc<Decision>, fingerprint: u64) -> Decided {
+    Decided {
+        verdict: verdict(decision),
+        fingerprint,
+        record: decision.record.clone(),
+    }
 }
 
 fn verdict(decision: &Rc<Decision>) -> Verdict {

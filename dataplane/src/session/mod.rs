@@ -6,6 +6,8 @@ pub mod buffer;
 pub mod cancel;
 pub mod decide;
 pub mod pg;
+mod pg_record;
+pub mod recording;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -17,6 +19,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::identity::Verifier;
 use crate::policy::{Decider, PolicyStore};
+use crate::record::{Recorder, ShardQueue};
 use crate::runtime::{self, Phase, Shutdown, ShutdownSignal};
 use crate::upstream::UpstreamTarget;
 use cancel::CancelRegistry;
@@ -46,10 +49,18 @@ pub struct Gateway {
     pub policy: Option<Arc<PolicyStore>>,
     /// `input.connection` of each connection, built once.
     pub connection_inputs: HashMap<String, Arc<serde_json::Value>>,
+    /// The session recorder; `None` when `[record] enabled = false` or not started (as for
+    /// `tollgate check`).
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 impl Gateway {
-    pub fn new(config: Config, shutdown: Arc<Shutdown>) -> Result<Arc<Self>, StartError> {
+    /// Builds the gateway; `recorder` is the started recorder when sessions are recorded.
+    pub fn new(
+        config: Config,
+        shutdown: Arc<Shutdown>,
+        recorder: Option<Arc<Recorder>>,
+    ) -> Result<Arc<Self>, StartError> {
         let verifier = Verifier::from_config(&config.identity)?;
         let tls = match (&config.gateway.tls_cert, &config.gateway.tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
@@ -83,6 +94,7 @@ impl Gateway {
             shutdown,
             policy,
             connection_inputs,
+            recorder,
         }))
     }
 }
@@ -92,6 +104,8 @@ impl Gateway {
 pub struct Shard {
     /// The shard's policy engine and decision cache (`None` without a policy stage).
     pub decider: Option<std::cell::RefCell<Decider>>,
+    /// This shard's queue to the recorder (`None` when recording is off).
+    pub recorder: Option<ShardQueue>,
     /// Sessions running on this shard.
     pub active: Cell<usize>,
     /// Wakes this shard's sessions when the process starts to drain or close.
@@ -127,6 +141,7 @@ pub async fn serve_shard(gw: Arc<Gateway>) -> Result<(), std::io::Error> {
                 gw.config.policy.cache_capacity,
             ))
         }),
+        recorder: gw.recorder.as_ref().map(|r| r.shard(runtime::shard_id())),
         ..Shard::default()
     });
     let id = runtime::shard_id();

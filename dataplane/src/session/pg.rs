@@ -23,10 +23,13 @@ use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::buffer::{pg_message_len_hint, pg_startup_len_hint, ReadBuf};
 use super::cancel::{CancelKey, CancelTarget};
 use super::decide::{self, Gatekeeper, Verdict};
+use super::pg_record::PgRecording;
+use super::recording::{self, SessionRecorder};
 use super::{Gateway, Shard};
 use crate::identity::Principal;
 use crate::policy::Decider;
 use crate::proto::pg::{self, Frame, StartupRequest};
+use crate::record::{Body, Connect, SessionMeta};
 use crate::runtime::{self, Phase, TcpStream};
 use crate::tls::Transport;
 use crate::upstream::{self, UpstreamTarget};
@@ -76,7 +79,6 @@ mod sqlstate {
 
 /// Why a session ended, as far as the relay can tell (logged through `Debug`).
 #[derive(Debug)]
-#[allow(dead_code)]
 enum End {
     /// The client sent Terminate.
     ClientTerminated,
@@ -92,6 +94,23 @@ enum End {
     UpstreamIo(io::Error),
     UpstreamProtocol(pg::ProtocolError),
     Shutdown,
+}
+
+impl End {
+    /// Why the session ended, in the words a recording keeps.
+    fn describe(&self) -> String {
+        match self {
+            End::ClientTerminated => "client terminated".into(),
+            End::ClientClosed => "client closed the connection".into(),
+            End::ClientIo(e) => format!("client connection error: {e}"),
+            End::ClientProtocol(e) => format!("invalid message from client: {e}"),
+            End::UpstreamClosed { after_error: true } => "upstream closed after an error".into(),
+            End::UpstreamClosed { after_error: false } => "upstream closed the connection".into(),
+            End::UpstreamIo(e) => format!("upstream connection error: {e}"),
+            End::UpstreamProtocol(e) => format!("invalid message from upstream: {e}"),
+            End::Shutdown => "gateway shutdown".into(),
+        }
+    }
 }
 
 /// A session after start-up: who it is and where it goes.
@@ -152,8 +171,42 @@ pub async fn run(gw: Arc<Gateway>, shard: Rc<Shard>, stream: TcpStream, peer: So
             &established.application_name,
         )
     });
-    let end = relay(&gw, &shard, gate.as_ref(), client, upstream, buf).await;
+    let recording = shard.recorder.as_ref().map(|queue| {
+        let principal = &established.principal;
+        let rec = SessionRecorder::new(
+            queue.clone(),
+            SessionMeta {
+                id: recording::new_session_id(),
+                principal: principal.sub.clone(),
+                groups: principal.groups.clone(),
+                connection: established.target.name.clone(),
+                protocol: "postgres".to_owned(),
+            },
+        );
+        rec.emit(Body::Connect(Connect {
+            client_addr: peer.ip().to_string(),
+            application_name: established.application_name.clone(),
+            tls: client.is_tls(),
+            principal_kind: principal.kind.clone(),
+        }));
+        PgRecording::new(rec)
+    });
+    let end = relay(
+        &gw,
+        &shard,
+        gate.as_ref(),
+        recording.as_ref(),
+        client,
+        upstream,
+        buf,
+    )
+    .await;
     drop(key);
+    if let Some(rec) = &recording {
+        let reason = end.describe();
+        rec.abandon(&reason);
+        rec.rec.disconnect(reason).await;
+    }
     tracing::info!(
         %peer,
         sub = %established.principal.sub,
@@ -513,10 +566,13 @@ struct Legs {
     refusals: RefCell<VecDeque<u64>>,
 }
 
-/// The client → upstream stages, per message in arrival order: analyse → decide → (review).
+/// The client → upstream stages, per message in arrival order: analyse → decide → (review),
+/// and what the recording keeps of each.
 struct ClientStages<'s> {
     /// `None` when the policy stage is turned off in the configuration.
     gate: Option<(&'s Gatekeeper, &'s RefCell<Decider>)>,
+    /// `None` when recording is turned off.
+    rec: Option<&'s PgRecording>,
     legs: &'s Legs,
     /// After a refused Parse: the refusal, until the pipeline's Sync.
     refused: Option<(String, String)>,
@@ -537,44 +593,86 @@ impl ClientStages<'_> {
             self.refused = None;
             return Ok(Step::Replace);
         }
-        let Some((gate, decider)) = self.gate else {
+        if self.gate.is_none() && self.rec.is_none() {
+            // Nothing to decide or record: only the sync points are counted.
             if matches!(frame.tag, b'Q' | b'S' | b'F') {
                 self.sync_point();
             }
             return Ok(Step::Forward(Permit(())));
-        };
+        }
         let verdict = match frame.tag {
             b'Q' => {
-                self.sync_point();
+                let sync = self.sync_point();
                 let pg::FrontendMessage::Query { sql } = pg::FrontendMessage::decode(frame)? else {
                     return Err(pg::ProtocolError::Malformed("query"));
                 };
-                gate.decide_sql(&mut decider.borrow_mut(), sql)
+                let decided = self.decide_sql(sql);
+                if let Some(rec) = self.rec {
+                    rec.query(sql, decided.fingerprint, decided.record, sync);
+                }
+                decided.verdict
             }
             b'P' => {
-                let pg::FrontendMessage::Parse { sql, .. } = pg::FrontendMessage::decode(frame)?
+                let pg::FrontendMessage::Parse { name, sql, .. } =
+                    pg::FrontendMessage::decode(frame)?
                 else {
                     return Err(pg::ProtocolError::Malformed("parse"));
                 };
-                match gate.decide_sql(&mut decider.borrow_mut(), sql) {
-                    Verdict::Allow => Verdict::Allow,
+                let decided = self.decide_sql(sql);
+                match decided.verdict {
+                    Verdict::Allow => {
+                        if let Some(rec) = self.rec {
+                            rec.parse(name, sql, decided.fingerprint, decided.record);
+                        }
+                        Verdict::Allow
+                    }
                     Verdict::Deny { message, detail } => {
+                        if let Some(rec) = self.rec {
+                            let sync = self.legs.syncs_sent.get();
+                            rec.parse_refused(sql, decided.fingerprint, decided.record, sync);
+                        }
                         self.refused = Some((message, detail));
                         return Ok(Step::Drop);
                     }
                 }
             }
             b'F' => {
-                self.sync_point();
+                let sync = self.sync_point();
                 let pg::FrontendMessage::FunctionCall { function_oid, .. } =
                     pg::FrontendMessage::decode(frame)?
                 else {
                     return Err(pg::ProtocolError::Malformed("function call"));
                 };
-                gate.decide_function_call(&mut decider.borrow_mut(), function_oid)
+                let decided = match self.gate {
+                    Some((gate, decider)) => {
+                        gate.decide_function_call(&mut decider.borrow_mut(), function_oid)
+                    }
+                    None => decide::Decided {
+                        verdict: Verdict::Allow,
+                        fingerprint: decide::function_call_hash(function_oid),
+                        record: None,
+                    },
+                };
+                if let Some(rec) = self.rec {
+                    rec.function_call(function_oid, decided.fingerprint, decided.record, sync);
+                }
+                decided.verdict
             }
             b'S' => {
                 self.sync_point();
+                Verdict::Allow
+            }
+            b'B' | b'E' | b'C' if self.rec.is_some() => {
+                if let Some(rec) = self.rec {
+                    match pg::FrontendMessage::decode(frame)? {
+                        pg::FrontendMessage::Bind(bind) => rec.bind(&bind),
+                        pg::FrontendMessage::Execute { portal, .. } => {
+                            rec.execute(portal, self.legs.syncs_sent.get());
+                        }
+                        pg::FrontendMessage::Close { kind, name } => rec.close(kind, name),
+                        _ => {}
+                    }
+                }
                 Verdict::Allow
             }
             _ => Verdict::Allow,
@@ -586,6 +684,19 @@ impl ClientStages<'_> {
                 decide::refusal_query(&mut self.replacement, &message, &detail);
                 Ok(Step::Replace)
             }
+        }
+    }
+
+    /// Decides a SQL text, or lets it through when the policy stage is off (the fingerprint
+    /// is still computed for the recording).
+    fn decide_sql(&self, sql: &str) -> decide::Decided {
+        match self.gate {
+            Some((gate, decider)) => gate.decide_sql(&mut decider.borrow_mut(), sql),
+            None => decide::Decided {
+                verdict: Verdict::Allow,
+                fingerprint: crate::sql::fingerprint_hash(sql, crate::sql::Dialect::Postgres),
+                record: None,
+            },
         }
     }
 
@@ -602,6 +713,7 @@ async fn relay(
     gw: &Gateway,
     shard: &Shard,
     gate: Option<&Gatekeeper>,
+    rec: Option<&PgRecording>,
     client: Transport,
     upstream: upstream::pg::Upstream,
     client_buf: ReadBuf,
@@ -621,6 +733,7 @@ async fn relay(
     let legs = Legs::default();
     let stages = ClientStages {
         gate: gate.zip(shard.decider.as_ref()),
+        rec,
         legs: &legs,
         refused: None,
         replacement: Vec::new(),
@@ -635,6 +748,7 @@ async fn relay(
             max,
             &client_mid_write,
             &legs,
+            rec,
         );
         let closing = async {
             shard.signal.reached(Phase::Closing).await;
@@ -752,8 +866,14 @@ where
             }
         }
         buf.consume(pos);
+        if let Some(rec) = stages.rec {
+            rec.rec.count_from_client(pos);
+        }
         if terminate {
             return End::ClientTerminated;
+        }
+        if let Some(rec) = stages.rec.filter(|r| r.rec.is_backlogged()) {
+            rec.rec.flush().await;
         }
         buf.shrink_if_idle();
         let want = pg_message_len_hint(buf.filled()).min(max);
@@ -788,6 +908,7 @@ async fn upstream_to_client<R, W>(
     max: usize,
     mid_write: &Cell<bool>,
     legs: &Legs,
+    rec: Option<&PgRecording>,
 ) -> End
 where
     R: AsyncRead + Unpin,
@@ -868,6 +989,9 @@ where
                 parts.push((usize::MAX, extra.len()));
                 span = pos;
             }
+            if let Some(rec) = rec {
+                rec.backend(frame, frame.wire_len());
+            }
             if frame.tag == b'Z' {
                 if refusing {
                     legs.refusals.borrow_mut().pop_front();
@@ -901,6 +1025,12 @@ where
                 return End::ClientIo(e);
             }
             buf.consume(pos);
+            if let Some(rec) = rec {
+                rec.rec.count_to_client(pos);
+            }
+        }
+        if let Some(rec) = rec.filter(|r| r.rec.is_backlogged()) {
+            rec.rec.flush().await;
         }
         buf.shrink_if_idle();
         let want = pg_message_len_hint(buf.filled()).min(max);

@@ -904,6 +904,13 @@ pub struct GatewayOptions {
     pub policy_dir: Option<PathBuf>,
     /// Extra `key = value` lines placed inside `[policy]` (e.g. "cache_capacity = 10").
     pub policy_toml: String,
+    /// Record sessions (`[record] enabled`), by default into `recordings/` of the gateway's
+    /// temp dir.
+    pub record: bool,
+    /// `[record] dir` when it must outlive the gateway (a restart on the same archive).
+    pub record_dir: Option<PathBuf>,
+    /// Extra `key = value` lines placed inside `[record]` (e.g. "max_result_bytes = 4096").
+    pub record_toml: String,
 }
 
 impl Default for GatewayOptions {
@@ -917,6 +924,9 @@ impl Default for GatewayOptions {
             extra_toml: String::new(),
             policy_dir: None,
             policy_toml: String::new(),
+            record: true,
+            record_dir: None,
+            record_toml: String::new(),
         }
     }
 }
@@ -925,6 +935,8 @@ impl Default for GatewayOptions {
 pub struct Gateway {
     /// Where the gateway listens.
     pub addr: SocketAddr,
+    /// `[record] dir`.
+    pub record_dir: PathBuf,
     /// Config, secrets, keys, certificate and log; removed on drop.
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
@@ -994,6 +1006,10 @@ impl Gateway {
                 Ok(()) => {
                     return Gateway {
                         addr,
+                        record_dir: opts
+                            .record_dir
+                            .clone()
+                            .unwrap_or_else(|| dir.path().join("recordings")),
                         dir,
                         config_path,
                         log_path,
@@ -1140,6 +1156,12 @@ impl Gateway {
             "kill({pid}, {signal}): {}",
             std::io::Error::last_os_error()
         );
+    }
+
+    /// SIGKILL (no chance to flush or close anything) and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM, then waits up to `timeout` for the exit status. On timeout: SIGKILL and panic.
@@ -1312,6 +1334,17 @@ fn gateway_config(
     }
     if !opts.policy_toml.is_empty() {
         let _ = writeln!(t, "{}", opts.policy_toml);
+    }
+    let _ = writeln!(t, "\n[record]");
+    let _ = writeln!(t, "enabled = {}", opts.record);
+    let _ = writeln!(t, "instance = \"test\"");
+    let record_dir = opts
+        .record_dir
+        .clone()
+        .unwrap_or_else(|| dir.join("recordings"));
+    let _ = writeln!(t, "dir = {}", toml_path(&record_dir));
+    if !opts.record_toml.is_empty() {
+        let _ = writeln!(t, "{}", opts.record_toml);
     }
     let connections = [
         ("orders", ORDERS_USER, Some("orders.pw")),

@@ -1,0 +1,575 @@
+//! Record stage, recorder thread: drains every shard's queue, hash-chains each session's
+//! events, batches them into Arrow and writes them to the archive.
+//!
+//! ```text
+//! shard queues ─▶ chain (hash per session) ─▶ batch per hour ─▶ log (.wal) ─▶ Parquet (.partial)
+//!                                                                   close ─▶ rename to .parquet
+//! ```
+//!
+//! A batch is written when it holds 8192 events or 8 MiB, or when its oldest event has waited
+//! half of `flush_interval_ms`; so every event older than `flush_interval_ms` is in a log and
+//! survives a kill of the process. A file is closed past `rotate_bytes`, past
+//! `rotate_interval_s`, when its hour is over and no late event came for it for 30 s, and
+//! on shutdown.
+//!
+//! Errors (disk full, permissions) are logged and retried with a growing delay (100 ms to
+//! 5 s). While a batch cannot be written the thread stops draining the queues, so they fill
+//! and sessions wait: events are held back, never dropped. A file whose write failed is
+//! rebuilt from its log (see `recover.rs`), at once or at a later retry. Only at shutdown is
+//! there an end: after 10 s of failures the events still unwritten are reported lost in the
+//! log with their count.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use crossbeam_channel::Receiver;
+
+use super::chain::{self, HASH_LEN, ZERO_HASH};
+use super::event::{Body, Event};
+use super::layout::{self, FilePaths, Hour};
+use super::queue::{self, ShardQueue};
+use super::recover::{self, Recovered};
+use super::rows::Rows;
+use super::schema::{self, BatchBuilder};
+use super::writer::{AppendError, ArchiveFile};
+use crate::config::RecordConfig;
+
+/// A batch is written once it holds this many events...
+const BATCH_EVENTS: usize = 8192;
+/// ... or this many bytes of payload.
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Events taken from one queue before looking at the next.
+const DRAIN_ROUND: usize = 1024;
+/// A file of an hour that is over is closed once no event came for it for this long.
+const LATE_EVENT_GRACE: Duration = Duration::from_secs(30);
+/// Housekeeping (rotation by time, retries) runs at most this often.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(50);
+/// First and longest delay between retries after a write error.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// Longest idle sleep of the thread between two looks at the queues.
+const MAX_IDLE: Duration = Duration::from_millis(5);
+/// How long shutdown keeps retrying failed writes.
+const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The process-wide recorder: a queue per shard and the thread that drains them.
+pub struct Recorder {
+    dir: PathBuf,
+    instance: String,
+    queues: Vec<ShardQueue>,
+    control: Arc<Control>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct Control {
+    stop: AtomicBool,
+    /// Tests: end the thread at once, leaving files as a killed process would.
+    crash: AtomicBool,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("dir", &self.dir)
+            .field("instance", &self.instance)
+            .field("shards", &self.queues.len())
+            .finish()
+    }
+}
+
+impl Recorder {
+    /// Creates the archive folder, finishes the files a previous run left unfinished (see
+    /// `recover.rs`), and starts the recorder thread with one queue per shard (at least one).
+    ///
+    /// Errors: the folder cannot be created or read, or the thread cannot be spawned. A file
+    /// that cannot be recovered now is logged and retried by the thread.
+    pub fn start(cfg: &RecordConfig, shards: usize) -> io::Result<Recorder> {
+        let dir = cfg.dir.clone();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
+        let instance = layout::instance_name(cfg.instance.as_deref());
+        let found = layout::scan(&dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", dir.display())))?;
+        let last_seq = found
+            .iter()
+            .filter(|f| f.instance == instance)
+            .map(|f| f.seq)
+            .max()
+            .unwrap_or(0)
+            .max(layout::read_seq_file(&dir, &instance));
+
+        let mut broken = Vec::new();
+        for paths in recover::leftovers(&found, &instance) {
+            if !try_recover(&paths) {
+                broken.push(paths);
+            }
+        }
+
+        let (queues, receivers): (Vec<_>, Vec<_>) = (0..shards.max(1))
+            .map(|_| queue::channel(cfg.queue_capacity, cfg.max_result_bytes))
+            .unzip();
+        let control = Arc::new(Control::default());
+        let flush_every = Duration::from_millis(cfg.flush_interval_ms.max(1)) / 2;
+        let worker = Worker {
+            root: dir.clone(),
+            instance: instance.clone(),
+            schema: schema::schema(),
+            flush_every,
+            rotate_bytes: cfg.rotate_bytes.max(1),
+            rotate_interval: Duration::from_secs(cfg.rotate_interval_s.max(1)),
+            receivers,
+            control: control.clone(),
+            next_seq: last_seq + 1,
+            chains: HashMap::new(),
+            pending: BTreeMap::new(),
+            unwritten: VecDeque::new(),
+            files: BTreeMap::new(),
+            broken,
+            rows: Rows::default(),
+            scratch: Vec::new(),
+            retry_delay: FIRST_RETRY,
+            retry_at: None,
+            next_housekeeping: Instant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("tollgate-record".into())
+            .spawn(move || worker.run())?;
+        tracing::info!(dir = %dir.display(), %instance, shards = queues.len(), "record: recording sessions");
+        Ok(Recorder {
+            dir,
+            instance,
+            queues,
+            control,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The queue of shard `index` (taken modulo the number of shards).
+    pub fn shard(&self, index: usize) -> ShardQueue {
+        // `start` makes at least one queue.
+        self.queues[index % self.queues.len()].clone()
+    }
+
+    /// Drains every queue, writes and closes every file, and joins the thread. Later calls
+    /// return at once; events pushed afterwards are not recorded (see [`ShardQueue::push`]).
+    pub fn shutdown(&self) {
+        self.stop_thread(false);
+    }
+
+    /// The archive root.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// This gateway's name in file names.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Tests: stops the thread the way `kill -9` would, leaving open files unfinished and
+    /// events not yet logged unwritten.
+    #[cfg(test)]
+    pub(crate) fn crash(&self) {
+        self.stop_thread(true);
+    }
+
+    fn stop_thread(&self, crash: bool) {
+        let handle = match self.thread.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        let Some(handle) = handle else { return };
+        if crash {
+            self.control.crash.store(true, Ordering::Release);
+        }
+        self.control.stop.store(true, Ordering::Release);
+        handle.thread().unpark();
+        if handle.join().is_err() {
+            tracing::error!("record: the recorder thread panicked");
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Recovers one file, logging what happened; false when it must be tried again.
+fn try_recover(paths: &FilePaths) -> bool {
+    match recover::recover(paths) {
+        Ok(Recovered::Rebuilt {
+            events,
+            frames,
+            torn,
+        }) => {
+            tracing::warn!(
+                file = %paths.complete.display(),
+                events, frames, torn = torn.as_deref().unwrap_or("no"),
+                "record: recovered an unfinished file from its write-ahead log"
+            );
+            true
+        }
+        Ok(Recovered::AlreadyComplete | Recovered::Empty) => true,
+        Err(e) => {
+            tracing::error!(
+                wal = %paths.wal.display(), error = %e,
+                "record: cannot recover an unfinished file yet; will retry"
+            );
+            false
+        }
+    }
+}
+
+/// Where a session's chain stands.
+struct Link {
+    next_seq: u64,
+    hash: [u8; HASH_LEN],
+}
+
+/// Events of one hour waiting to become a batch.
+struct Pending {
+    builder: BatchBuilder,
+    since: Instant,
+}
+
+struct Worker {
+    root: PathBuf,
+    instance: String,
+    schema: SchemaRef,
+    flush_every: Duration,
+    rotate_bytes: u64,
+    rotate_interval: Duration,
+    receivers: Vec<Receiver<Event>>,
+    control: Arc<Control>,
+    next_seq: u64,
+    chains: HashMap<String, Link>,
+    pending: BTreeMap<Hour, Pending>,
+    /// Batches built but not yet written (normally empty; filled while writes fail).
+    unwritten: VecDeque<(Hour, RecordBatch)>,
+    files: BTreeMap<Hour, ArchiveFile>,
+    /// Files whose write failed, to rebuild from their logs.
+    broken: Vec<FilePaths>,
+    rows: Rows,
+    scratch: Vec<u8>,
+    retry_delay: Duration,
+    retry_at: Option<Instant>,
+    next_housekeeping: Instant,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut idle = Duration::from_micros(100);
+        loop {
+            if self.control.crash.load(Ordering::Acquire) {
+                return;
+            }
+            let stopping = self.control.stop.load(Ordering::Acquire);
+            let now = Instant::now();
+            self.write_unwritten();
+            // Held-back batches stop the draining: the queues fill and sessions wait.
+            let taken = if self.unwritten.is_empty() {
+                self.drain()
+            } else {
+                0
+            };
+            self.flush_old(now);
+            if now >= self.next_housekeeping || stopping {
+                self.housekeeping(now);
+                self.next_housekeeping = now + HOUSEKEEPING_EVERY;
+            }
+            if stopping && taken == 0 && self.receivers.iter().all(Receiver::is_empty) {
+                self.finish();
+                return;
+            }
+            if taken == 0 {
+                std::thread::park_timeout(idle);
+                idle = (idle * 2).min(MAX_IDLE);
+            } else {
+                idle = Duration::from_micros(100);
+            }
+        }
+    }
+
+    /// Takes what the queues hold (a round of each), recording every event.
+    fn drain(&mut self) -> usize {
+        let mut taken = 0;
+        for i in 0..self.receivers.len() {
+            for _ in 0..DRAIN_ROUND {
+                let Some(rx) = self.receivers.get(i) else {
+                    break;
+                };
+                let Ok(e) = rx.try_recv() else { break };
+                self.record(e);
+                taken += 1;
+            }
+        }
+        taken
+    }
+
+    /// Chains one event and adds it to its hour's batch.
+    fn record(&mut self, e: Event) {
+        let (prev, expected) = match self.chains.get(&e.session.id) {
+            Some(link) => (link.hash, link.next_seq),
+            None => (ZERO_HASH, 0),
+        };
+        if e.seq != expected {
+            tracing::warn!(
+                session = %e.session.id, seq = e.seq, expected,
+                "record: event out of sequence (the chain records it as it came)"
+            );
+        }
+        match &e.body {
+            Body::Result(r) => {
+                self.rows.decode_pg(&r.rows_data, &r.columns);
+                if self.rows.error.is_none() && self.rows.len() as u64 != r.kept_rows {
+                    self.rows.error = Some(format!(
+                        "rows_data holds {} rows, kept_rows says {}",
+                        self.rows.len(),
+                        r.kept_rows
+                    ));
+                }
+                if let Some(why) = &self.rows.error {
+                    tracing::warn!(session = %e.session.id, seq = e.seq, error = %why, "record: result rows did not decode completely");
+                }
+            }
+            _ => self.rows.clear(),
+        }
+        let hash = chain::event_hash(&prev, &self.instance, &e, &self.rows, &mut self.scratch);
+        let next = Link {
+            next_seq: e.seq.wrapping_add(1),
+            hash,
+        };
+        if matches!(e.body, Body::Disconnect(_)) {
+            self.chains.remove(&e.session.id);
+        } else if let Some(link) = self.chains.get_mut(&e.session.id) {
+            *link = next;
+        } else {
+            self.chains.insert(e.session.id.clone(), next);
+        }
+        let hour = Hour::of(e.at_us);
+        let pending = self.pending.entry(hour).or_insert_with(|| Pending {
+            builder: BatchBuilder::default(),
+            since: Instant::now(),
+        });
+        pending
+            .builder
+            .append(&self.instance, &e, &self.rows, &prev, &hash);
+        if pending.builder.len() >= BATCH_EVENTS || pending.builder.payload() >= BATCH_BYTES {
+            self.seal(hour);
+            self.write_unwritten();
+        }
+    }
+
+    /// Turns the hour's pending events into a batch waiting to be written.
+    fn seal(&mut self, hour: Hour) {
+        let Some(mut p) = self.pending.remove(&hour) else {
+            return;
+        };
+        if p.builder.len() == 0 {
+            return;
+        }
+        match p.builder.finish() {
+            Ok(batch) => self.unwritten.push_back((hour, batch)),
+            // Only a bug in the schema code can get here; say so loudly.
+            Err(e) => tracing::error!(error = %e, "record: building a batch failed; events lost"),
+        }
+    }
+
+    /// Seals and writes batches whose oldest event has waited long enough.
+    fn flush_old(&mut self, now: Instant) {
+        let due: Vec<Hour> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.since) >= self.flush_every)
+            .map(|(h, _)| *h)
+            .collect();
+        for hour in due {
+            self.seal(hour);
+        }
+        self.write_unwritten();
+    }
+
+    /// Writes held batches in order, stopping at the first failure; waits out the retry
+    /// delay after a failure.
+    fn write_unwritten(&mut self) {
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        while let Some((hour, batch)) = self.unwritten.pop_front() {
+            match self.write(hour, &batch) {
+                Ok(()) => {
+                    self.retry_delay = FIRST_RETRY;
+                    self.retry_at = None;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error = %e, events = batch.num_rows(), retry_in = ?self.retry_delay,
+                        "record: cannot write recorded events; holding them back and retrying"
+                    );
+                    self.unwritten.push_front((hour, batch));
+                    self.retry_at = Some(Instant::now() + self.retry_delay);
+                    self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes one batch to its hour's file, opening one if needed.
+    fn write(&mut self, hour: Hour, batch: &RecordBatch) -> io::Result<()> {
+        if !self.files.contains_key(&hour) {
+            let file = self.open(hour)?;
+            self.files.insert(hour, file);
+        }
+        let Some(file) = self.files.get_mut(&hour) else {
+            return Err(io::Error::other("record: file vanished"));
+        };
+        match file.append(batch) {
+            Ok(()) => {
+                if file.size() >= self.rotate_bytes {
+                    self.close(hour);
+                }
+                Ok(())
+            }
+            Err(AppendError::NotLogged(e)) => {
+                self.abandon(hour);
+                Err(e)
+            }
+            Err(AppendError::Logged(e)) => {
+                // The batch is safe in the log; the file is rebuilt from it.
+                tracing::error!(error = %e, "record: Parquet write failed; rebuilding the file from its write-ahead log");
+                self.abandon(hour);
+                Ok(())
+            }
+        }
+    }
+
+    fn open(&mut self, hour: Hour) -> io::Result<ArchiveFile> {
+        let seq = self.next_seq;
+        let paths = FilePaths::new(&self.root, hour, &self.instance, seq);
+        let file = ArchiveFile::create(paths, &self.schema)?;
+        self.next_seq += 1;
+        if let Err(e) = layout::write_seq_file(&self.root, &self.instance, seq) {
+            tracing::warn!(error = %e, "record: cannot note the last file number (the archive scan still finds it)");
+        }
+        Ok(file)
+    }
+
+    /// Gives up on an open file after an error: it is rebuilt from its log.
+    fn abandon(&mut self, hour: Hour) {
+        if let Some(file) = self.files.remove(&hour) {
+            let paths = file.paths.clone();
+            drop(file);
+            if !try_recover(&paths) {
+                self.broken.push(paths);
+            }
+        }
+    }
+
+    /// Seals and writes the hour's pending events, then closes its file.
+    fn close(&mut self, hour: Hour) {
+        if self.unwritten.iter().any(|(h, _)| *h == hour) {
+            return; // Its batches are held back; close once they are written.
+        }
+        let Some(file) = self.files.remove(&hour) else {
+            return;
+        };
+        match file.close() {
+            Ok(paths) => {
+                tracing::debug!(file = %paths.complete.display(), "record: file complete");
+            }
+            Err((paths, e)) => {
+                tracing::error!(error = %e, "record: closing a file failed; rebuilding it from its write-ahead log");
+                if !try_recover(&paths) {
+                    self.broken.push(paths);
+                }
+            }
+        }
+    }
+
+    /// Rotation by time and by the turn of the hour, and retries of broken files.
+    fn housekeeping(&mut self, now: Instant) {
+        let newest = self.files.keys().chain(self.pending.keys()).max().copied();
+        let due: Vec<Hour> = self
+            .files
+            .iter()
+            .filter(|(h, f)| {
+                f.age() >= self.rotate_interval
+                    || (Some(**h) < newest && f.idle() >= LATE_EVENT_GRACE)
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for hour in due {
+            self.seal(hour);
+            self.write_unwritten();
+            self.close(hour);
+        }
+        if !self.broken.is_empty() && self.retry_at.is_none_or(|t| now >= t) {
+            let broken = std::mem::take(&mut self.broken);
+            for paths in broken {
+                if !try_recover(&paths) {
+                    self.broken.push(paths);
+                }
+            }
+            if !self.broken.is_empty() {
+                self.retry_at = Some(now + self.retry_delay);
+                self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
+            }
+        }
+    }
+
+    /// Shutdown: writes everything held and closes every file.
+    fn finish(&mut self) {
+        let hours: Vec<Hour> = self.pending.keys().copied().collect();
+        for hour in hours {
+            self.seal(hour);
+        }
+        let give_up = Instant::now() + SHUTDOWN_PATIENCE;
+        loop {
+            self.retry_at = None;
+            self.write_unwritten();
+            if self.unwritten.is_empty() || Instant::now() >= give_up {
+                break;
+            }
+            std::thread::sleep(self.retry_delay.min(Duration::from_millis(500)));
+        }
+        let lost: usize = self.unwritten.iter().map(|(_, b)| b.num_rows()).sum();
+        if lost > 0 {
+            tracing::error!(
+                events = lost,
+                "record: shutting down with recorded events that could not be written; they are lost"
+            );
+        }
+        self.unwritten.clear();
+        let hours: Vec<Hour> = self.files.keys().copied().collect();
+        for hour in hours {
+            self.close(hour);
+        }
+        for paths in std::mem::take(&mut self.broken) {
+            if !try_recover(&paths) {
+                tracing::error!(wal = %paths.wal.display(), "record: left for recovery at the next start");
+            }
+        }
+        for (id, link) in &self.chains {
+            tracing::debug!(session = %id, events = link.next_seq, "record: session open at shutdown");
+        }
+        // Events pushed after the queues were seen empty would be dropped with the queues.
+        let late: usize = self.receivers.iter().map(|rx| rx.try_iter().count()).sum();
+        if late > 0 {
+            tracing::error!(
+                events = late,
+                "record: events pushed during shutdown were not recorded"
+            );
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Record stage, result rows: `StatementResult::rows_data` decoded into the text the archive
+//! stores, on the recorder thread.
+//!
+//! `rows_data` holds PostgreSQL DataRow message bodies one after another
+//! (<https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-DATAROW>):
+//!
+//! ```text
+//! Int16 field count, then per field: Int32 length (-1 for NULL) and that many bytes
+//! ```
+//!
+//! A value of a column in text format is stored as UTF-8 (invalid sequences replaced by
+//! U+FFFD); one in binary format (`Column::binary`) as `\x` and lowercase hex, as PostgreSQL
+//! prints `bytea`. Values past the described columns count as text. The decoded form is what
+//! the hash chain covers, so [`Rows::encode_pg`] turns it back into DataRow bodies that decode
+//! to exactly the same rows.
+//!
+//! Malformed input never panics: the complete rows before the fault are kept and
+//! [`Rows::error`] says what was wrong.
+
+use super::event::Column;
+
+/// Decoded text above this many bytes is not kept (the rest is flagged in `error`), so that one
+/// event can never overflow a batch's string offsets.
+const MAX_TEXT: usize = 256 * 1024 * 1024;
+
+/// The rows of one result, flat: every value's text in one buffer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Rows {
+    text: String,
+    /// End offset in `text` of each value.
+    value_ends: Vec<usize>,
+    /// Whether each value is SQL NULL.
+    value_null: Vec<bool>,
+    /// End index in `value_ends` of each row.
+    row_ends: Vec<usize>,
+    /// Set when the input did not decode completely.
+    pub(crate) error: Option<String>,
+}
+
+impl Rows {
+    /// Empties the rows, keeping their allocations.
+    pub(crate) fn clear(&mut self) {
+        self.text.clear();
+        self.value_ends.clear();
+        self.value_null.clear();
+        self.row_ends.clear();
+        self.error = None;
+    }
+
+    /// Number of rows.
+    pub(crate) fn len(&self) -> usize {
+        self.row_ends.len()
+    }
+
+    /// Bytes of text held.
+    pub(crate) fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// The values of row `i` (`None` for SQL NULL); empty past the last row.
+    pub(crate) fn row(&self, i: usize) -> impl Iterator<Item = Option<&str>> + '_ {
+        let end = self.row_ends.get(i).copied().unwrap_or(0);
+        let start = match i.checked_sub(1) {
+            Some(p) => self.row_ends.get(p).copied().unwrap_or(end),
+            None => 0,
+        };
+        (start..end).map(move |v| self.value(v))
+    }
+
+    /// Number of values in row `i`.
+    pub(crate) fn row_len(&self, i: usize) -> usize {
+        let end = self.row_ends.get(i).copied().unwrap_or(0);
+        let start = match i.checked_sub(1) {
+            Some(p) => self.row_ends.get(p).copied().unwrap_or(end),
+            None => 0,
+        };
+        end.saturating_sub(start)
+    }
+
+    fn value(&self, v: usize) -> Option<&str> {
+        if self.value_null.get(v).copied().unwrap_or(true) {
+            return None;
+        }
+        let end = self.value_ends.get(v).copied()?;
+        let start = match v.checked_sub(1) {
+            Some(p) => self.value_ends.get(p).copied()?,
+            None => 0,
+        };
+        self.text.get(start..end)
+    }
+
+    /// Appends one value to the row being built.
+    pub(crate) fn push_value(&mut self, value: Option<&str>) {
+        if let Some(v) = value {
+            self.text.push_str(v);
+        }
+        self.value_ends.push(self.text.len());
+        self.value_null.push(value.is_none());
+    }
+
+    /// Ends the row being built.
+    pub(crate) fn end_row(&mut self) {
+        self.row_ends.push(self.value_ends.len());
+    }
+
+    /// Drops values pushed since the last complete row.
+    fn discard_open_row(&mut self) {
+        let keep = self.row_ends.last().copied().unwrap_or(0);
+        let text_end = match keep.checked_sub(1) {
+            Some(v) => self.value_ends.get(v).copied().unwrap_or(0),
+            None => 0,
+        };
+        self.value_ends.truncate(keep);
+        self.value_null.truncate(keep);
+        self.text.truncate(text_end);
+    }
+
+    /// Replaces the rows with those decoded from DataRow bodies.
+    pub(crate) fn decode_pg(&mut self, data: &[u8], columns: &[Column]) {
+        self.clear();
+        let mut rest = data;
+        while !rest.is_empty() {
+            let row = self.len();
+            match self.decode_row(rest, columns) {
+                Ok(next) => {
+                    self.end_row();
+                    rest = next;
+                }
+                Err(why) => {
+                    self.discard_open_row();
+                    self.error = Some(format!(
+                        "row {row} (byte {}): {why}; {} rows kept",
+                        data.len() - rest.len(),
+                        self.len()
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Decodes one DataRow body from the front of `input`; returns what follows it.
+    fn decode_row<'a>(&mut self, input: &'a [u8], columns: &[Column]) -> Result<&'a [u8], String> {
+        let (count, mut rest) = take_i16(input).ok_or("field count cut short")?;
+        let count = usize::try_from(count).map_err(|_| format!("negative field count {count}"))?;
+        for field in 0..count {
+            let (len, after) =
+                take_i32(rest).ok_or_else(|| format!("field {field}: length cut short"))?;
+            rest = after;
+            if len == -1 {
+                self.push_value(None);
+                continue;
+            }
+            let len = usize::try_from(len).map_err(|_| format!("field {field}: length {len}"))?;
+            let (bytes, after) = rest.split_at_checked(len).ok_or_else(|| {
+                format!(
+                    "field {field}: length {len} exceeds the {} bytes left",
+                    rest.len()
+                )
+            })?;
+            rest = after;
+            let binary = columns.get(field).is_some_and(|c| c.binary);
+            let grows = if binary { 2 + 2 * len } else { len };
+            if self.text.len() + grows > MAX_TEXT {
+                return Err(format!("decoded rows exceed {MAX_TEXT} bytes"));
+            }
+            if binary {
+                self.text.push_str("\\x");
+                push_hex(&mut self.text, bytes);
+            } else {
+                match std::str::from_utf8(bytes) {
+                    Ok(s) => self.text.push_str(s),
+                    Err(_) => self.text.push_str(&String::from_utf8_lossy(bytes)),
+                }
+            }
+            self.value_ends.push(self.text.len());
+            self.value_null.push(false);
+        }
+        Ok(rest)
+    }
+
+    /// The rows as DataRow bodies: the inverse of [`Rows::decode_pg`] for what it produces.
+    pub(crate) fn encode_pg(&self, columns: &[Column]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.text.len() + 4 * self.value_ends.len());
+        for r in 0..self.len() {
+            let count = i16::try_from(self.row_len(r)).unwrap_or(i16::MAX);
+            out.extend_from_slice(&count.to_be_bytes());
+            for (field, value) in self
+                .row(r)
+                .take(usize::from(count.unsigned_abs()))
+                .enumerate()
+            {
+                let Some(value) = value else {
+                    out.extend_from_slice(&(-1i32).to_be_bytes());
+                    continue;
+                };
+                let binary = columns.get(field).is_some_and(|c| c.binary);
+                let bytes = match binary.then(|| unhex(value)).flatten() {
+                    Some(raw) => raw,
+                    // Text, or a binary value that is not `\x` and hex (an edited archive):
+                    // kept as it reads, so that the edit shows as a changed hash.
+                    None => value.as_bytes().to_vec(),
+                };
+                let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(&bytes);
+            }
+        }
+        out
+    }
+}
+
+fn take_i16(b: &[u8]) -> Option<(i16, &[u8])> {
+    let (head, rest) = b.split_first_chunk::<2>()?;
+    Some((i16::from_be_bytes(*head), rest))
+}
+
+fn take_i32(b: &[u8]) -> Option<(i32, &[u8])> {
+    let (head, rest) = b.split_first_chunk::<4>()?;
+    Some((i32::from_be_bytes(*head), rest))
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(2 * bytes.len());
+    for &b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+}
+
+/// `\x` and lowercase hex back to bytes; `None` for anything else.
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    let hex = s.strip_prefix("\\x")?.as_bytes();
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    hex.chunks_exact(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(binary: bool) -> Column {
+        Column {
+            name: "c".into(),
+            type_id: 25,
+            binary,
+        }
+    }
+
+    fn data_row(values: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut out = (values.len() as i16).to_be_bytes().to_vec();
+        for v in values {
+            match v {
+                None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(b) => {
+                    out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                    out.extend_from_slice(b);
+                }
+            }
+        }
+        out
+    }
+
+    fn collect(rows: &Rows) -> Vec<Vec<Option<String>>> {
+        (0..rows.len())
+            .map(|r| rows.row(r).map(|v| v.map(str::to_owned)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn text_binary_and_null_values_decode_and_encode_back() {
+        let columns = [col(false), col(true), col(false)];
+        let mut data = data_row(&[Some(b"42"), Some(&[0xde, 0xad, 0x00]), None]);
+        data.extend(data_row(&[Some(b""), Some(b""), Some("é".as_bytes())]));
+        let mut rows = Rows::default();
+        rows.decode_pg(&data, &columns);
+        assert_eq!(rows.error, None);
+        assert_eq!(
+            collect(&rows),
+            vec![
+                vec![Some("42".into()), Some("\\xdead00".into()), None],
+                vec![Some("".into()), Some("\\x".into()), Some("é".into())],
+            ]
+        );
+        assert_eq!(rows.encode_pg(&columns), data);
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let mut rows = Rows::default();
+        rows.decode_pg(&data_row(&[Some(&[b'a', 0xff])]), &[col(false)]);
+        assert_eq!(collect(&rows), vec![vec![Some("a\u{fffd}".into())]]);
+    }
+
+    #[test]
+    fn malformed_input_keeps_the_complete_rows_and_says_why() {
+        let columns = [col(false)];
+        let good = data_row(&[Some(b"one")]);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            ([good.clone(), vec![0]].concat(), "field count cut short"),
+            (
+                [good.clone(), vec![0xff, 0xff]].concat(),
+                "negative field count",
+            ),
+            (
+                [good.clone(), vec![0, 1, 0, 0]].concat(),
+                "length cut short",
+            ),
+            (
+                [good.clone(), vec![0, 1, 0, 0, 0, 9, b'x']].concat(),
+                "exceeds the 1 bytes left",
+            ),
+            (
+                [good.clone(), vec![0, 2, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 9]].concat(),
+                "exceeds the 0 bytes left",
+            ),
+            (
+                [good.clone(), vec![0, 1, 0xff, 0xff, 0xff, 0xfe]].concat(),
+                "length -2",
+            ),
+        ];
+        for (data, why) in cases {
+            let mut rows = Rows::default();
+            rows.decode_pg(&data, &columns);
+            assert_eq!(collect(&rows), vec![vec![Some("one".into())]], "{why}");
+            let error = rows.error.clone().unwrap_or_default();
+            assert!(error.contains(why), "{error:?} should say {why:?}");
+            assert!(error.starts_with("row 1 "), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn edited_binary_values_encode_as_their_text() {
+        let columns = [col(true)];
+        let mut rows = Rows::default();
+        rows.push_value(Some("\\xZZ"));
+        rows.end_row();
+        let data = rows.encode_pg(&columns);
+        let mut back = Rows::default();
+        back.decode_pg(&data, &columns);
+        assert_eq!(collect(&back), vec![vec![Some("\\x5c785a5a".into())]]);
+    }
+}

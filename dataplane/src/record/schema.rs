@@ -1,0 +1,468 @@
+//! Record stage, schema: the archive's one flat, wide table, and the builder that turns events
+//! into Arrow record batches of it. Columns that belong to one kind of event are null in the
+//! rows of other kinds. README.md documents every column.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, LargeStringBuilder, ListBuilder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+
+use super::chain::HASH_LEN;
+use super::event::{Body, Event, RowsEncoding};
+use super::rows::Rows;
+
+/// Version of the table layout, kept in every file's key-value metadata.
+pub const FORMAT_VERSION: &str = "1";
+/// Key of [`FORMAT_VERSION`] in the file metadata.
+pub const FORMAT_KEY: &str = "tollgate.record.format";
+
+/// The `rows_encoding` column's value for an encoding.
+pub(crate) fn rows_encoding_name(e: RowsEncoding) -> &'static str {
+    match e {
+        RowsEncoding::PgDataRow => "pg_datarow",
+    }
+}
+
+/// The encoding a `rows_encoding` value names.
+pub(crate) fn rows_encoding_from(name: &str) -> Option<RowsEncoding> {
+    match name {
+        "pg_datarow" => Some(RowsEncoding::PgDataRow),
+        _ => None,
+    }
+}
+
+fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(item, true)))
+}
+
+/// The archive's Arrow schema.
+pub fn schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            use DataType::*;
+            let f = Field::new;
+            let utc = Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+            Arc::new(Schema::new(vec![
+                // Every event.
+                f("session_id", Utf8, false),
+                f("seq", UInt64, false),
+                f("at", utc, false),
+                f("kind", Utf8, false),
+                f("instance", Utf8, false),
+                f("principal", Utf8, false),
+                f("groups", list_of(Utf8), false),
+                f("connection", Utf8, false),
+                f("protocol", Utf8, false),
+                // connect
+                f("client_addr", Utf8, true),
+                f("application_name", Utf8, true),
+                f("tls", Boolean, true),
+                f("principal_kind", Utf8, true),
+                // statement, result, approval
+                f("statement_id", UInt64, true),
+                // statement
+                f("statement", LargeUtf8, true),
+                f("params", list_of(LargeUtf8), true),
+                f("fingerprint_hash", UInt64, true),
+                f("fingerprint", Utf8, true),
+                f("action", Utf8, true),
+                f("rules", list_of(Utf8), true),
+                f("reason", Utf8, true),
+                f("tables", list_of(Utf8), true),
+                // result
+                f("rows", UInt64, true),
+                f("bytes", UInt64, true),
+                f("duration_us", UInt64, true),
+                f("command_tag", Utf8, true),
+                f("sqlstate", Utf8, true),
+                f("error", Utf8, true),
+                f("result_columns", list_of(Utf8), true),
+                f("result_column_types", list_of(UInt32), true),
+                f("result_column_binary", list_of(Boolean), true),
+                f("rows_encoding", Utf8, true),
+                f("result_rows", list_of(list_of(LargeUtf8)), true),
+                f("rows_error", Utf8, true),
+                f("kept_rows", UInt64, true),
+                f("truncated", Boolean, true),
+                // approval
+                f("request_id", Utf8, true),
+                f("outcome", Utf8, true),
+                f("approver", Utf8, true),
+                // disconnect
+                f("disconnect_reason", Utf8, true),
+                f("statements", UInt64, true),
+                f("denied", UInt64, true),
+                f("bytes_from_client", UInt64, true),
+                f("bytes_to_client", UInt64, true),
+                f("session_duration_us", UInt64, true),
+                // chain
+                f("prev_hash", FixedSizeBinary(HASH_LEN as i32), false),
+                f("hash", FixedSizeBinary(HASH_LEN as i32), false),
+            ]))
+        })
+        .clone()
+}
+
+/// Accumulates events as rows of [`schema`].
+pub(crate) struct BatchBuilder {
+    rows_in_batch: usize,
+    payload: usize,
+
+    session_id: StringBuilder,
+    seq: UInt64Builder,
+    at: TimestampMicrosecondBuilder,
+    kind: StringBuilder,
+    instance: StringBuilder,
+    principal: StringBuilder,
+    groups: ListBuilder<StringBuilder>,
+    connection: StringBuilder,
+    protocol: StringBuilder,
+
+    client_addr: StringBuilder,
+    application_name: StringBuilder,
+    tls: BooleanBuilder,
+    principal_kind: StringBuilder,
+
+    statement_id: UInt64Builder,
+
+    statement: LargeStringBuilder,
+    params: ListBuilder<LargeStringBuilder>,
+    fingerprint_hash: UInt64Builder,
+    fingerprint: StringBuilder,
+    action: StringBuilder,
+    rules: ListBuilder<StringBuilder>,
+    reason: StringBuilder,
+    tables: ListBuilder<StringBuilder>,
+
+    rows: UInt64Builder,
+    bytes: UInt64Builder,
+    duration_us: UInt64Builder,
+    command_tag: StringBuilder,
+    sqlstate: StringBuilder,
+    error: StringBuilder,
+    result_columns: ListBuilder<StringBuilder>,
+    result_column_types: ListBuilder<UInt32Builder>,
+    result_column_binary: ListBuilder<BooleanBuilder>,
+    rows_encoding: StringBuilder,
+    result_rows: ListBuilder<ListBuilder<LargeStringBuilder>>,
+    rows_error: StringBuilder,
+    kept_rows: UInt64Builder,
+    truncated: BooleanBuilder,
+
+    request_id: StringBuilder,
+    outcome: StringBuilder,
+    approver: StringBuilder,
+
+    disconnect_reason: StringBuilder,
+    statements: UInt64Builder,
+    denied: UInt64Builder,
+    bytes_from_client: UInt64Builder,
+    bytes_to_client: UInt64Builder,
+    session_duration_us: UInt64Builder,
+
+    prev_hash: FixedSizeBinaryBuilder,
+    hash: FixedSizeBinaryBuilder,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        let s = StringBuilder::new;
+        let u = UInt64Builder::new;
+        let l = || ListBuilder::new(StringBuilder::new());
+        BatchBuilder {
+            rows_in_batch: 0,
+            payload: 0,
+            session_id: s(),
+            seq: u(),
+            at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            kind: s(),
+            instance: s(),
+            principal: s(),
+            groups: l(),
+            connection: s(),
+            protocol: s(),
+            client_addr: s(),
+            application_name: s(),
+            tls: BooleanBuilder::new(),
+            principal_kind: s(),
+            statement_id: u(),
+            statement: LargeStringBuilder::new(),
+            params: ListBuilder::new(LargeStringBuilder::new()),
+            fingerprint_hash: u(),
+            fingerprint: s(),
+            action: s(),
+            rules: l(),
+            reason: s(),
+            tables: l(),
+            rows: u(),
+            bytes: u(),
+            duration_us: u(),
+            command_tag: s(),
+            sqlstate: s(),
+            error: s(),
+            result_columns: l(),
+            result_column_types: ListBuilder::new(UInt32Builder::new()),
+            result_column_binary: ListBuilder::new(BooleanBuilder::new()),
+            rows_encoding: s(),
+            result_rows: ListBuilder::new(ListBuilder::new(LargeStringBuilder::new())),
+            rows_error: s(),
+            kept_rows: u(),
+            truncated: BooleanBuilder::new(),
+            request_id: s(),
+            outcome: s(),
+            approver: s(),
+            disconnect_reason: s(),
+            statements: u(),
+            denied: u(),
+            bytes_from_client: u(),
+            bytes_to_client: u(),
+            session_duration_us: u(),
+            prev_hash: FixedSizeBinaryBuilder::new(HASH_LEN as i32),
+            hash: FixedSizeBinaryBuilder::new(HASH_LEN as i32),
+        }
+    }
+}
+
+fn push_strs(b: &mut ListBuilder<StringBuilder>, items: &[String]) {
+    for s in items {
+        b.values().append_value(s);
+    }
+    b.append(true);
+}
+
+impl BatchBuilder {
+    /// Rows appended since the last [`BatchBuilder::finish`].
+    pub(crate) fn len(&self) -> usize {
+        self.rows_in_batch
+    }
+
+    /// Rough bytes held (text of statements and rows plus a fixed cost per event).
+    pub(crate) fn payload(&self) -> usize {
+        self.payload
+    }
+
+    /// Appends one event with its decoded rows (`rows` is read for results only) and hashes.
+    pub(crate) fn append(
+        &mut self,
+        instance: &str,
+        e: &Event,
+        rows: &Rows,
+        prev: &[u8; HASH_LEN],
+        hash: &[u8; HASH_LEN],
+    ) {
+        self.rows_in_batch += 1;
+        self.payload += 256;
+        let s = &e.session;
+        self.session_id.append_value(&s.id);
+        self.seq.append_value(e.seq);
+        self.at.append_value(e.at_us);
+        self.kind.append_value(e.body.kind());
+        self.instance.append_value(instance);
+        self.principal.append_value(&s.principal);
+        push_strs(&mut self.groups, &s.groups);
+        self.connection.append_value(&s.connection);
+        self.protocol.append_value(&s.protocol);
+
+        let (mut connect, mut statement, mut result, mut approval, mut disconnect) =
+            (None, None, None, None, None);
+        match &e.body {
+            Body::Connect(c) => connect = Some(c),
+            Body::Statement(st) => statement = Some(st),
+            Body::Result(r) => result = Some(r),
+            Body::Approval(a) => approval = Some(a),
+            Body::Disconnect(d) => disconnect = Some(d),
+        }
+
+        self.client_addr
+            .append_option(connect.map(|c| &c.client_addr));
+        self.application_name
+            .append_option(connect.map(|c| &c.application_name));
+        self.tls.append_option(connect.map(|c| c.tls));
+        self.principal_kind
+            .append_option(connect.map(|c| &c.principal_kind));
+
+        self.statement_id.append_option(
+            statement
+                .map(|st| st.statement_id)
+                .or(result.map(|r| r.statement_id))
+                .or(approval.map(|a| a.statement_id)),
+        );
+
+        match statement {
+            Some(st) => {
+                self.payload += st.text.len();
+                self.statement.append_value(&st.text);
+                for p in &st.params {
+                    self.payload += p.as_ref().map_or(0, String::len);
+                    self.params.values().append_option(p.as_ref());
+                }
+                self.params.append(true);
+                self.fingerprint_hash.append_value(st.fingerprint_hash);
+                match &st.decision {
+                    Some(d) => {
+                        self.payload += d.fingerprint.len();
+                        self.fingerprint.append_value(&d.fingerprint);
+                        self.action.append_value(&d.action);
+                        push_strs(&mut self.rules, &d.rules);
+                        self.reason.append_value(&d.reason);
+                        push_strs(&mut self.tables, &d.tables);
+                    }
+                    None => {
+                        self.fingerprint.append_null();
+                        self.action.append_null();
+                        self.rules.append_null();
+                        self.reason.append_null();
+                        self.tables.append_null();
+                    }
+                }
+            }
+            None => {
+                self.statement.append_null();
+                self.params.append_null();
+                self.fingerprint_hash.append_null();
+                self.fingerprint.append_null();
+                self.action.append_null();
+                self.rules.append_null();
+                self.reason.append_null();
+                self.tables.append_null();
+            }
+        }
+
+        match result {
+            Some(r) => {
+                self.payload += rows.text_len() + 5 * rows.len();
+                self.rows.append_value(r.rows);
+                self.bytes.append_value(r.bytes);
+                self.duration_us.append_value(r.duration_us);
+                self.command_tag.append_option(r.command_tag.as_ref());
+                self.sqlstate.append_option(r.sqlstate.as_ref());
+                self.error.append_option(r.error.as_ref());
+                for c in &r.columns {
+                    self.result_columns.values().append_value(&c.name);
+                    self.result_column_types.values().append_value(c.type_id);
+                    self.result_column_binary.values().append_value(c.binary);
+                }
+                self.result_columns.append(true);
+                self.result_column_types.append(true);
+                self.result_column_binary.append(true);
+                self.rows_encoding
+                    .append_value(rows_encoding_name(r.rows_encoding));
+                for i in 0..rows.len() {
+                    let row = self.result_rows.values();
+                    for v in rows.row(i) {
+                        row.values().append_option(v);
+                    }
+                    row.append(true);
+                }
+                self.result_rows.append(true);
+                self.rows_error.append_option(rows.error.as_ref());
+                self.kept_rows.append_value(r.kept_rows);
+                self.truncated.append_value(r.truncated);
+            }
+            None => {
+                self.rows.append_null();
+                self.bytes.append_null();
+                self.duration_us.append_null();
+                self.command_tag.append_null();
+                self.sqlstate.append_null();
+                self.error.append_null();
+                self.result_columns.append_null();
+                self.result_column_types.append_null();
+                self.result_column_binary.append_null();
+                self.rows_encoding.append_null();
+                self.result_rows.append_null();
+                self.rows_error.append_null();
+                self.kept_rows.append_null();
+                self.truncated.append_null();
+            }
+        }
+
+        self.request_id
+            .append_option(approval.map(|a| &a.request_id));
+        self.outcome.append_option(approval.map(|a| &a.outcome));
+        self.approver
+            .append_option(approval.and_then(|a| a.approver.as_ref()));
+
+        self.disconnect_reason
+            .append_option(disconnect.map(|d| &d.reason));
+        self.statements
+            .append_option(disconnect.map(|d| d.statements));
+        self.denied.append_option(disconnect.map(|d| d.denied));
+        self.bytes_from_client
+            .append_option(disconnect.map(|d| d.bytes_from_client));
+        self.bytes_to_client
+            .append_option(disconnect.map(|d| d.bytes_to_client));
+        self.session_duration_us
+            .append_option(disconnect.map(|d| d.duration_us));
+
+        // A 32-byte value always fits a 32-byte column; were it refused, the null would be
+        // caught by `finish` (the column is not nullable) rather than shift the rows.
+        if self.prev_hash.append_value(prev).is_err() {
+            self.prev_hash.append_null();
+        }
+        if self.hash.append_value(hash).is_err() {
+            self.hash.append_null();
+        }
+    }
+
+    /// The rows appended so far as one record batch; the builder is empty afterwards.
+    pub(crate) fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.rows_in_batch = 0;
+        self.payload = 0;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.session_id.finish()),
+            Arc::new(self.seq.finish()),
+            Arc::new(self.at.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.instance.finish()),
+            Arc::new(self.principal.finish()),
+            Arc::new(self.groups.finish()),
+            Arc::new(self.connection.finish()),
+            Arc::new(self.protocol.finish()),
+            Arc::new(self.client_addr.finish()),
+            Arc::new(self.application_name.finish()),
+            Arc::new(self.tls.finish()),
+            Arc::new(self.principal_kind.finish()),
+            Arc::new(self.statement_id.finish()),
+            Arc::new(self.statement.finish()),
+            Arc::new(self.params.finish()),
+            Arc::new(self.fingerprint_hash.finish()),
+            Arc::new(self.fingerprint.finish()),
+            Arc::new(self.action.finish()),
+            Arc::new(self.rules.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.tables.finish()),
+            Arc::new(self.rows.finish()),
+            Arc::new(self.bytes.finish()),
+            Arc::new(self.duration_us.finish()),
+            Arc::new(self.command_tag.finish()),
+            Arc::new(self.sqlstate.finish()),
+            Arc::new(self.error.finish()),
+            Arc::new(self.result_columns.finish()),
+            Arc::new(self.result_column_types.finish()),
+            Arc::new(self.result_column_binary.finish()),
+            Arc::new(self.rows_encoding.finish()),
+            Arc::new(self.result_rows.finish()),
+            Arc::new(self.rows_error.finish()),
+            Arc::new(self.kept_rows.finish()),
+            Arc::new(self.truncated.finish()),
+            Arc::new(self.request_id.finish()),
+            Arc::new(self.outcome.finish()),
+            Arc::new(self.approver.finish()),
+            Arc::new(self.disconnect_reason.finish()),
+            Arc::new(self.statements.finish()),
+            Arc::new(self.denied.finish()),
+            Arc::new(self.bytes_from_client.finish()),
+            Arc::new(self.bytes_to_client.finish()),
+            Arc::new(self.session_duration_us.finish()),
+            Arc::new(self.prev_hash.finish()),
+            Arc::new(self.hash.finish()),
+        ];
+        RecordBatch::try_new(schema(), columns)
+    }
+}

@@ -1,0 +1,351 @@
+//! Record, PostgreSQL side: which statement each result belongs to.
+//!
+//! The client leg tells the tracker what it sent (a Query, or a Parse/Bind/Execute); each
+//! execution becomes a statement event and a pending result. The upstream leg shows it every
+//! backend message; a pending result collects its columns, rows (as the client received them,
+//! up to `[record] max_result_bytes`), command tag or error, and becomes a result event when
+//! the protocol says it ended:
+//!
+//! ```text
+//! simple Query     ─▶ ends at ReadyForQuery (a batch is one statement)
+//! Execute          ─▶ ends at CommandComplete, EmptyQueryResponse, PortalSuspended or
+//!                     ErrorResponse; skipped ones (after an error) end at ReadyForQuery
+//! FunctionCall     ─▶ ends at ReadyForQuery
+//! ```
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::recording::SessionRecorder;
+use crate::proto::pg::{self, Frame};
+use crate::record::{Body, Column, DecisionInfo, RowsEncoding, StatementResult};
+
+/// A prepared statement as the client parsed it.
+struct Prepared {
+    text: Arc<str>,
+    fingerprint: u64,
+    decision: Option<Arc<DecisionInfo>>,
+}
+
+/// A bound portal: its statement and parameter values as recorded.
+struct Portal {
+    statement: Rc<Prepared>,
+    params: Vec<Option<String>>,
+}
+
+/// When a pending result is complete.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// At the ReadyForQuery answering its sync point (simple query, function call).
+    Ready,
+    /// At its CommandComplete (or error, empty query, suspension).
+    Complete,
+}
+
+struct Pending {
+    id: u64,
+    /// The sync point (counted from 0) whose ReadyForQuery ends it at the latest.
+    sync: u64,
+    until: Until,
+    started: Instant,
+    result: StatementResult,
+}
+
+/// The PostgreSQL recording of one session.
+pub struct PgRecording {
+    pub rec: SessionRecorder,
+    cap: usize,
+    prepared: RefCell<HashMap<String, Rc<Prepared>>>,
+    portals: RefCell<HashMap<String, Portal>>,
+    pending: RefCell<VecDeque<Pending>>,
+    /// ReadyForQuery messages seen so far: the sync point being answered.
+    answered: std::cell::Cell<u64>,
+}
+
+impl PgRecording {
+    pub fn new(rec: SessionRecorder) -> PgRecording {
+        let cap = rec.max_result_bytes();
+        PgRecording {
+            rec,
+            cap,
+            prepared: RefCell::default(),
+            portals: RefCell::default(),
+            pending: RefCell::default(),
+            answered: std::cell::Cell::new(0),
+        }
+    }
+
+    // ---- client → upstream ---------------------------------------------------------------
+
+    /// A simple Query (one statement event for the whole batch), answered at sync point `sync`.
+    pub fn query(
+        &self,
+        sql: &str,
+        fingerprint: u64,
+        decision: Option<Arc<DecisionInfo>>,
+        sync: u64,
+    ) {
+        let id = self
+            .rec
+            .statement(Arc::from(sql), Vec::new(), fingerprint, decision);
+        self.expect(id, sync, Until::Ready);
+    }
+
+    /// A Parse the policy let through: remembered until an Execute runs it.
+    pub fn parse(
+        &self,
+        name: &str,
+        sql: &str,
+        fingerprint: u64,
+        decision: Option<Arc<DecisionInfo>>,
+    ) {
+        let prepared = Rc::new(Prepared {
+            text: Arc::from(sql),
+            fingerprint,
+            decision,
+        });
+        self.prepared.borrow_mut().insert(name.to_owned(), prepared);
+    }
+
+    /// A Parse the policy refused: recorded as a statement now (nothing of its pipeline will
+    /// run); its result is the refusal the upstream raises before sync point `sync`.
+    pub fn parse_refused(
+        &self,
+        sql: &str,
+        fingerprint: u64,
+        decision: Option<Arc<DecisionInfo>>,
+        sync: u64,
+    ) {
+        let id = self
+            .rec
+            .statement(Arc::from(sql), Vec::new(), fingerprint, decision);
+        self.expect(id, sync, Until::Complete);
+    }
+
+    pub fn bind(&self, bind: &pg::Bind<'_>) {
+        let Some(statement) = self.prepared.borrow().get(bind.statement).cloned() else {
+            // The server answers this Bind with an error; nothing runs.
+            return;
+        };
+        let params = bind
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                value.map(|bytes| {
+                    let binary = match bind.param_formats.as_slice() {
+                        [] => false,
+                        [one] => *one == 1,
+                        all => all.get(i) == Some(&1),
+                    };
+                    param_text(bytes, binary)
+                })
+            })
+            .collect();
+        self.portals
+            .borrow_mut()
+            .insert(bind.portal.to_owned(), Portal { statement, params });
+    }
+
+    /// An Execute: one statement event for this run of the portal.
+    pub fn execute(&self, portal: &str, sync: u64) {
+        let (text, params, fingerprint, decision) = match self.portals.borrow().get(portal) {
+            Some(p) => (
+                Arc::clone(&p.statement.text),
+                p.params.clone(),
+                p.statement.fingerprint,
+                p.statement.decision.clone(),
+            ),
+            // Unknown portal: the server will say so; the attempt is still recorded.
+            None => (
+                Arc::from(format!("<execute of unknown portal {portal:?}>")),
+                Vec::new(),
+                0,
+                None,
+            ),
+        };
+        let id = self.rec.statement(text, params, fingerprint, decision);
+        self.expect(id, sync, Until::Complete);
+    }
+
+    /// A fast-path FunctionCall, answered at sync point `sync`.
+    pub fn function_call(
+        &self,
+        oid: u32,
+        fingerprint: u64,
+        decision: Option<Arc<DecisionInfo>>,
+        sync: u64,
+    ) {
+        let text: Arc<str> = Arc::from(format!("<function call {oid}>"));
+        let id = self.rec.statement(text, Vec::new(), fingerprint, decision);
+        self.expect(id, sync, Until::Ready);
+    }
+
+    /// A Close of a statement (`b'S'`) or portal (`b'P'`).
+    pub fn close(&self, kind: u8, name: &str) {
+        match kind {
+            b'S' => {
+                self.prepared.borrow_mut().remove(name);
+            }
+            _ => {
+                self.portals.borrow_mut().remove(name);
+            }
+        }
+    }
+
+    fn expect(&self, id: u64, sync: u64, until: Until) {
+        self.pending.borrow_mut().push_back(Pending {
+            id,
+            sync,
+            until,
+            started: Instant::now(),
+            result: StatementResult {
+                statement_id: id,
+                rows: 0,
+                bytes: 0,
+                duration_us: 0,
+                command_tag: None,
+                sqlstate: None,
+                error: None,
+                columns: Vec::new(),
+                rows_data: Vec::new(),
+                rows_encoding: RowsEncoding::PgDataRow,
+                kept_rows: 0,
+                truncated: false,
+            },
+        });
+    }
+
+    // ---- upstream → client ---------------------------------------------------------------
+
+    /// One backend message on its way to the client (`delivered`: the bytes the client gets
+    /// for it, which differ from the frame for a rewritten refusal).
+    pub fn backend(&self, frame: Frame<'_>, delivered: usize) {
+        let mut pending = self.pending.borrow_mut();
+        if frame.tag == b'Z' {
+            let answered = self.answered.get();
+            self.answered.set(answered + 1);
+            while pending.front().is_some_and(|p| p.sync <= answered) {
+                if let Some(mut p) = pending.pop_front() {
+                    if p.until == Until::Complete
+                        && p.result.command_tag.is_none()
+                        && p.result.sqlstate.is_none()
+                    {
+                        p.result.error =
+                            Some("not executed: an earlier message of its pipeline failed".into());
+                    }
+                    self.finish(p);
+                }
+            }
+            // Outside a transaction block the server has dropped every portal.
+            if frame.body.first() == Some(&b'I') {
+                self.portals.borrow_mut().retain(|name, _| name.is_empty());
+            }
+            return;
+        }
+        let Some(p) = pending.front_mut() else {
+            return;
+        };
+        p.result.bytes += delivered as u64;
+        match frame.tag {
+            b'T' => {
+                if let Ok(pg::BackendMessage::RowDescription(fields)) =
+                    pg::BackendMessage::decode(frame)
+                {
+                    p.result.columns = fields
+                        .iter()
+                        .map(|f| Column {
+                            name: f.name.to_owned(),
+                            type_id: f.type_oid,
+                            binary: f.format == 1,
+                        })
+                        .collect();
+                }
+            }
+            b'D' => {
+                p.result.rows += 1;
+                if !p.result.truncated && p.result.rows_data.len() + frame.body.len() <= self.cap {
+                    p.result.rows_data.extend_from_slice(frame.body);
+                    p.result.kept_rows += 1;
+                } else {
+                    p.result.truncated = true;
+                }
+            }
+            b'd' => p.result.rows += 1,
+            b'C' | b'I' | b's' => {
+                if frame.tag == b'C' {
+                    if let Ok(pg::BackendMessage::CommandComplete { tag }) =
+                        pg::BackendMessage::decode(frame)
+                    {
+                        p.result.command_tag = Some(tag.to_owned());
+                    }
+                }
+                if p.until == Until::Complete {
+                    if let Some(p) = pending.pop_front() {
+                        self.finish(p);
+                    }
+                }
+            }
+            b'E' => {
+                if let Ok(pg::BackendMessage::ErrorResponse(fields)) =
+                    pg::BackendMessage::decode(frame)
+                {
+                    p.result.sqlstate = fields.sqlstate().map(str::to_owned);
+                    p.result.error = fields.message().map(str::to_owned);
+                }
+                if p.until == Until::Complete {
+                    if let Some(p) = pending.pop_front() {
+                        self.finish(p);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&self, mut p: Pending) {
+        p.result.duration_us = u64::try_from(p.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        debug_assert_eq!(p.id, p.result.statement_id);
+        self.rec.emit(Body::Result(p.result));
+    }
+
+    /// Results still open when the session ends are recorded as interrupted.
+    pub fn abandon(&self, why: &str) {
+        let open: Vec<Pending> = self.pending.borrow_mut().drain(..).collect();
+        for mut p in open {
+            if p.result.error.is_none() {
+                p.result.error = Some(format!("interrupted: {why}"));
+            }
+            self.finish(p);
+        }
+    }
+}
+
+/// A parameter value as recorded: text as text (invalid UTF-8 replaced), binary as `\x` hex.
+fn param_text(bytes: &[u8], binary: bool) -> String {
+    if !binary {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let mut out = String::with_capacity(2 + bytes.len() * 2);
+    out.push_str("\\x");
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_text_or_hex() {
+        assert_eq!(param_text(b"abc", false), "abc");
+        assert_eq!(param_text(&[0, 1, 0xff], true), "\\x0001ff");
+        assert_eq!(param_text(&[0xff], false), "\u{fffd}");
+    }
+}
