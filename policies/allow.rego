@@ -15,14 +15,20 @@ allow contains {
 	input.principal.sub != ""
 }
 
-allow contains {
-	"statement": i,
-	"id": "allow-write",
-	"reason": "writers may change rows",
-} if {
+# Writes, schema and permission changes and privileged statements: the rule that allows each
+# class, and the role in data.groups whose members it allows. One rule looks the statement's
+# class up here rather than one rule per class testing every statement.
+class_allows := {
+	"write": {"id": "allow-write", "reason": "writers may change rows", "role": "writers"},
+	"ddl": {"id": "allow-ddl", "reason": "schema owners may change the schema and permissions", "role": "ddl"},
+	"dcl": {"id": "allow-ddl", "reason": "schema owners may change the schema and permissions", "role": "ddl"},
+	"privileged": {"id": "allow-privileged", "reason": "privileged groups may run privileged statements", "role": "privileged"},
+}
+
+allow contains {"statement": i, "id": rule.id, "reason": rule.reason} if {
 	some i, s in input.request.statements
-	s.class == "write"
-	member_of(data.groups.writers)
+	rule := class_allows[s.class]
+	member_of(data.groups[rule.role])
 }
 
 # SELECT ... FOR UPDATE/SHARE takes row locks: writers only.
@@ -32,29 +38,9 @@ allow contains {
 	"reason": "writers may change rows",
 } if {
 	some i, s in input.request.statements
-	s.class == "read"
 	s.for_update == true
+	s.class == "read"
 	member_of(data.groups.writers)
-}
-
-allow contains {
-	"statement": i,
-	"id": "allow-ddl",
-	"reason": "schema owners may change the schema and permissions",
-} if {
-	some i, s in input.request.statements
-	s.class in {"ddl", "dcl"}
-	member_of(data.groups.ddl)
-}
-
-allow contains {
-	"statement": i,
-	"id": "allow-privileged",
-	"reason": "privileged groups may run privileged statements",
-} if {
-	some i, s in input.request.statements
-	s.class == "privileged"
-	member_of(data.groups.privileged)
 }
 
 allow contains {

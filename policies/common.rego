@@ -1,14 +1,16 @@
 # Shared helpers for the rules of package tollgate.
 #
 # Rules read `input` directly and test the cheap statement facts first, group membership
-# last: the policy runs on regorus' RVM, where every rule or function call costs about as much
-# as a dozen plain instructions, and the common case (a plain read) should fail each deny rule
-# at its first line. Helpers are used where a rule matches (reasons, exemptions), not in the
-# line that filters statements.
+# last: the policy runs on regorus' RVM, where a function call costs about as much as twenty
+# plain instructions, and the common case (a plain read) should fail each deny rule at its
+# first line (README.md, "Cost"). Helpers are used where a rule matches (reasons,
+# exemptions), not in the line that filters statements.
 #
 # Helpers are functions, not rules over `input`, and rules avoid `else` chains: regorus'
 # interpreter (which runs the tests) can get both wrong under a test's `with input as ...`
-# (regorus 0.14.1); the Rust tests check that the RVM and the interpreter agree.
+# (regorus 0.14.1); the Rust tests check that the RVM and the interpreter agree. The one rule
+# over `input` used as a helper, `unmasked` (mask.rego), has a test that it follows the input
+# from one `with` to the next.
 package tollgate
 
 # member_of(names) holds when the principal is in any of the named groups.

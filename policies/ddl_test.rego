@@ -21,3 +21,9 @@ test_dev_ddl_allowed_for_eng if {
 test_ddl_not_allowed_without_ddl_group if {
 	denied_by(on_dev(["app"], [ddl_stmt]), "default-deny")
 }
+
+test_dev_dcl_allowed_for_schema_owners if {
+	d := decide(on_dev(["eng"], [stmt("grant", "dcl")]))
+	d.action == "allow"
+	d.rules == ["allow-ddl"]
+}

@@ -19,3 +19,11 @@ test_masked_when_groups_missing if {
 	d.action == "allow"
 	d.mask.columns["public.customers.email"] == "email"
 }
+
+# unmasked is a rule over input (both definitions of mask share it): under `with` it must
+# follow each test input, in either order.
+test_mask_follows_the_principal if {
+	decide(on_prod(["dba"], [read_stmt])).mask == {"columns": {}, "detectors": []}
+	decide(on_prod(["eng"], [read_stmt])).mask.detectors == ["card", "email"]
+	decide(on_prod(["pii-readers"], [read_stmt])).mask == {"columns": {}, "detectors": []}
+}

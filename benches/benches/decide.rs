@@ -1,7 +1,7 @@
 //! The whole analyse → decide stage as a session runs it (`session::decide::Gatekeeper`), with
 //! the shipped policies: a cold decision (fingerprint, sqlparser facts, Rego on regorus' VM)
 //! for the pgbench statements and a corpus, and the hot path a repeated statement takes
-//! (normalise + hash + cache hit).
+//! (normalise + hash + cache hit). `decide_stages` splits one cold decision into its stages.
 //!
 //! Run: `cargo bench -p tollgate-benches --bench decide -- --warm-up-time 1 --measurement-time 3`
 
@@ -9,10 +9,11 @@ use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use tollgate::identity::Principal;
 use tollgate::policy::{Decider, PolicyStore};
 use tollgate::session::decide::{policy_input, sql_request, Gatekeeper, Verdict};
+use tollgate::sql::Dialect;
 
 /// pgbench's statements (select-only and TPC-B-like) and everyday statements of other kinds.
 const STATEMENTS: &[(&str, &str)] = &[
@@ -79,6 +80,32 @@ fn decide(c: &mut Criterion) {
         });
     }
     cold.finish();
+
+    // Where a cold decision goes, stage by stage, for the first statement: the normaliser's
+    // fingerprint, the sqlparser facts, `input.request` (both, as JSON), the whole input
+    // document, and the Rego evaluation with the decision's conversion on a ready input.
+    let sql = STATEMENTS[0].1;
+    let input = policy_input(&principal, &connection, &session, sql_request(sql));
+    let mut stages = c.benchmark_group("decide_stages/pgbench_select");
+    stages.bench_function("fingerprint", |b| {
+        b.iter(|| tollgate::sql::fingerprint(black_box(sql), Dialect::Postgres))
+    });
+    stages.bench_function("facts", |b| {
+        b.iter(|| tollgate::sql::facts(black_box(sql), Dialect::Postgres))
+    });
+    stages.bench_function("request", |b| b.iter(|| sql_request(black_box(sql))));
+    stages.bench_function("input", |b| {
+        let request = sql_request(sql);
+        b.iter_batched(
+            || request.clone(),
+            |request| policy_input(&principal, &connection, &session, request),
+            BatchSize::SmallInput,
+        )
+    });
+    stages.bench_function("evaluate", |b| {
+        b.iter(|| engine.decide(black_box(&input)).is_allow())
+    });
+    stages.finish();
 
     // Hot: a repeated statement through the session's gatekeeper and the shard's cache.
     let sql = STATEMENTS[0].1;

@@ -1,5 +1,6 @@
 //! Decide stage benchmarks: one cold decision (the shipped policies evaluated for a pgbench
-//! select-only statement) on regorus' RVM and, for comparison, on its interpreter; and the hot
+//! select-only statement) on regorus' RVM and, for comparison, on its interpreter; a few other
+//! common requests on the RVM (a read, a write held for review, a denied DELETE); and the hot
 //! path a repeated statement takes instead — key hash plus cache lookup, alone and through a
 //! shard's `Decider` (with its policy-version check).
 //!
@@ -32,6 +33,76 @@ fn pgbench_select() -> serde_json::Value {
     })
 }
 
+/// Another common request: who runs one statement of `kind` and `class` on `table`, where.
+struct Request {
+    name: &'static str,
+    group: &'static str,
+    connection: &'static str,
+    env: &'static str,
+    kind: &'static str,
+    class: &'static str,
+    table: &'static str,
+    action: Action,
+}
+
+/// A read on a connection without a table allow list, a write held for review on prod, and
+/// a DELETE without WHERE.
+const REQUESTS: &[Request] = &[
+    Request {
+        name: "dev_read",
+        group: "eng",
+        connection: "orders",
+        env: "dev",
+        kind: "select",
+        class: "read",
+        table: "orders",
+        action: Action::Allow,
+    },
+    Request {
+        name: "prod_write_review",
+        group: "eng",
+        connection: "orders-prod",
+        env: "prod",
+        kind: "update",
+        class: "write",
+        table: "public.orders",
+        action: Action::Review,
+    },
+    Request {
+        name: "delete_without_where",
+        group: "eng",
+        connection: "orders",
+        env: "dev",
+        kind: "delete",
+        class: "write",
+        table: "customers",
+        action: Action::Deny,
+    },
+];
+
+impl Request {
+    fn input(&self) -> serde_json::Value {
+        serde_json::json!({
+            "principal": {"sub": "bench@example.com", "groups": [self.group], "kind": "human"},
+            "connection": {"name": self.connection, "protocol": "postgres", "labels": {"env": self.env}},
+            "session": {"client_addr": "127.0.0.1", "application_name": "psql"},
+            "request": {
+                "kind": "sql",
+                "fingerprint": "select id, amount from orders where id = ?",
+                "statements": [{
+                    "kind": self.kind, "class": self.class, "tables": [self.table],
+                    "columns": ["amount", "id"], "functions": [],
+                    "has_where": self.kind != "delete", "data_modifying_cte": false,
+                    "select_into": false, "for_update": false, "copy_direction": null,
+                    "copy_program": false, "parse_error": null
+                }],
+                "multi_statement": false,
+                "parse_error": null
+            }
+        })
+    }
+}
+
 fn policies() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
@@ -47,6 +118,15 @@ fn decide(c: &mut Criterion) {
         let mut engine = set.engine_on(path).expect("engine");
         assert_eq!(engine.decide(&input).action, Action::Allow);
         group.bench_function(name, |b| b.iter(|| engine.decide(black_box(&input))));
+    }
+    group.finish();
+
+    let mut engine = set.engine().expect("engine");
+    let mut group = c.benchmark_group("policy/decide_cold_rvm");
+    for r in REQUESTS {
+        let input = r.input();
+        assert_eq!(engine.decide(&input).action, r.action, "{}", r.name);
+        group.bench_function(r.name, |b| b.iter(|| engine.decide(black_box(&input))));
     }
     group.finish();
 }

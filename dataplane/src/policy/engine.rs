@@ -11,7 +11,6 @@ use std::sync::Arc;
 use regorus::rvm::program::Program;
 use regorus::rvm::RegoVM;
 use regorus::Value;
-use serde::Deserialize;
 
 use super::decision::Decision;
 use super::set::DECISION_RULE;
@@ -35,6 +34,8 @@ pub enum EvalPath {
 pub struct Engine {
     version: u64,
     eval: Eval,
+    /// The input document's own words, made once (see [`Vocabulary`]).
+    vocabulary: Vocabulary,
 }
 
 enum Eval {
@@ -70,6 +71,7 @@ impl Engine {
                 data,
                 poisoned: false,
             },
+            vocabulary: Vocabulary::new(),
         })
     }
 
@@ -77,6 +79,7 @@ impl Engine {
         Engine {
             version,
             eval: Eval::Interpreter(Box::new(engine)),
+            vocabulary: Vocabulary::new(),
         }
     }
 
@@ -85,6 +88,7 @@ impl Engine {
         Engine {
             version: 0,
             eval: Eval::DenyAll,
+            vocabulary: Vocabulary::new(),
         }
     }
 
@@ -128,7 +132,10 @@ impl Engine {
         if matches!(self.eval, Eval::DenyAll) {
             return Err(Error::Eval("no policy is loaded".to_owned()));
         }
-        let input = Value::deserialize(input).map_err(|e| Error::Eval(format!("input: {e}")))?;
+        let input = self
+            .vocabulary
+            .value(input)
+            .map_err(|e| Error::Eval(format!("input: {e}")))?;
         match &mut self.eval {
             Eval::Rvm {
                 vm,
@@ -178,4 +185,145 @@ fn new_vm(program: &Arc<Program>, data: &Value) -> Result<Box<RegoVM>, Error> {
     vm.set_data(data.clone())
         .map_err(|e| Error::Eval(format!("loading data into the VM: {e}")))?;
     Ok(vm)
+}
+
+/// The words every input document repeats: its keys (`principal`, `statements`, `class` ...)
+/// and the closed sets of values the analyser writes (`read`, `select`, `postgres` ...).
+///
+/// Converting the input to regorus' value type is a cost every decision pays. Going through
+/// serde allocates every key and string twice; this conversion walks the document once and
+/// shares these strings (a reference-count increment) instead of allocating them. Other
+/// strings (subjects, table names, the fingerprint) are allocated as usual: nothing that
+/// depends on a request is kept between decisions.
+struct Vocabulary {
+    words: Vec<Value>,
+}
+
+macro_rules! vocabulary {
+    ($($word:literal),* $(,)?) => {
+        const WORDS: &[&str] = &[$($word),*];
+
+        /// The index of `s` in `WORDS`.
+        fn word_index(s: &str) -> Option<usize> {
+            let mut i = 0;
+            $(
+                if s == $word {
+                    return Some(i);
+                }
+                i += 1;
+            )*
+            let _ = i;
+            None
+        }
+    };
+}
+
+vocabulary! {
+    // Keys, most frequent first (every statement repeats its twelve).
+    "kind", "class", "tables", "columns", "functions", "has_where", "data_modifying_cte",
+    "select_into", "for_update", "copy_direction", "copy_program", "parse_error",
+    "principal", "sub", "groups", "connection", "name", "protocol", "labels", "env", "session",
+    "client_addr", "application_name", "request", "fingerprint", "statements",
+    "multi_statement",
+    // Values from closed sets (`session` is a key above and a class).
+    "read", "write", "ddl", "dcl", "transaction", "privileged", "select", "insert",
+    "update", "delete", "from", "to", "sql", "postgres", "mysql", "human", "service",
+}
+
+impl Vocabulary {
+    fn new() -> Vocabulary {
+        Vocabulary {
+            words: WORDS.iter().map(|w| Value::from(*w)).collect(),
+        }
+    }
+
+    fn string(&self, s: &str) -> Value {
+        word_index(s)
+            .and_then(|i| self.words.get(i).cloned())
+            .unwrap_or_else(|| Value::from(s))
+    }
+
+    /// `v` as a regorus value: the same document `Value::deserialize` makes.
+    fn value(&self, v: &serde_json::Value) -> Result<Value, String> {
+        Ok(match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    Value::from(u)
+                } else if let Some(i) = n.as_i64() {
+                    Value::from(i)
+                } else {
+                    match n.as_f64() {
+                        Some(f) if f.is_finite() => Value::from(f),
+                        _ => return Err(format!("invalid number {n}")),
+                    }
+                }
+            }
+            serde_json::Value::String(s) => self.string(s),
+            serde_json::Value::Array(items) => {
+                let mut array = Vec::with_capacity(items.len());
+                for item in items {
+                    array.push(self.value(item)?);
+                }
+                Value::from(array)
+            }
+            serde_json::Value::Object(fields) if fields.is_empty() => Value::new_object(),
+            serde_json::Value::Object(fields) => {
+                let mut object = std::collections::BTreeMap::new();
+                for (key, value) in fields {
+                    object.insert(self.string(key), self.value(value)?);
+                }
+                Value::from(object)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use regorus::Value;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::{Vocabulary, WORDS};
+
+    #[test]
+    fn input_converts_as_serde_does() {
+        let vocabulary = Vocabulary::new();
+        for doc in [
+            json!({
+                "principal": {"sub": "alice@example.com", "groups": ["eng", "dba"], "kind": "human"},
+                "connection": {"name": "orders-prod", "protocol": "postgres", "labels": {"env": "prod"}},
+                "session": {"client_addr": "10.0.0.7", "application_name": "psql"},
+                "request": {"kind": "sql", "fingerprint": "select * from t where id = ?",
+                            "statements": [{"kind": "select", "class": "read", "tables": ["public.t"],
+                                            "columns": [], "functions": [], "has_where": true,
+                                            "copy_direction": null, "parse_error": null}],
+                            "multi_statement": false, "parse_error": null}
+            }),
+            json!({}),
+            json!([]),
+            json!({"a": {}, "b": [[], {}], "select": "select", "": ""}),
+            json!({"n": [0, 1, -1, u64::MAX, i64::MIN, 0.5, -2.25, 1e300]}),
+            json!("kind"),
+            json!(null),
+        ] {
+            let ours = vocabulary.value(&doc).expect("converts");
+            let serde = Value::deserialize(&doc).expect("deserializes");
+            assert_eq!(ours, serde, "{doc}");
+            assert_eq!(
+                serde_json::to_value(&ours).expect("serializes"),
+                serde_json::to_value(&serde).expect("serializes"),
+            );
+        }
+    }
+
+    #[test]
+    fn vocabulary_words_are_distinct() {
+        let mut words = WORDS.to_vec();
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(words.len(), WORDS.len(), "a word is listed twice");
+    }
 }

@@ -23,8 +23,9 @@ use sqlparser::ast::{
     ObjectNamePart, ObjectType, Query, Reset, Select, SelectItem, Set, SetExpr, Statement,
     TableAlias, TableFactor, Visit, Visitor,
 };
-use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect};
+use sqlparser::dialect::{Dialect as SqlDialect, MySqlDialect, PostgreSqlDialect};
 use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Tokenizer;
 
 use super::lex::{Lexer, Tok};
 use super::{privileged, Dialect};
@@ -118,11 +119,12 @@ impl StatementFacts {
 pub fn facts(sql: &str, dialect: Dialect) -> Facts {
     let mut statements = Vec::new();
     for piece in split(sql, dialect) {
-        let parsed = match (parse(&piece.code, dialect), piece.copy_cut) {
+        let tokens = piece.toks.len();
+        let parsed = match (parse(&piece.code, tokens, dialect), piece.copy_cut) {
             // sqlparser does not know every COPY option (`freeze on`); options after STDIN or
             // STDOUT cannot run anything, so parse without them rather than refuse pgbench -i.
             (Err(e), Some(cut)) => {
-                parse(piece.code.get(..cut).unwrap_or_default(), dialect).map_err(|_| e)
+                parse(piece.code.get(..cut).unwrap_or_default(), tokens, dialect).map_err(|_| e)
             }
             (parsed, _) => parsed,
         };
@@ -130,8 +132,8 @@ pub fn facts(sql: &str, dialect: Dialect) -> Facts {
             Ok(parsed) if !parsed.is_empty() => {
                 statements.extend(parsed.iter().map(|st| analyse(st, dialect)))
             }
-            Ok(_) => statements.push(fallback(&piece.words, "no statement found".into())),
-            Err(e) => statements.push(fallback(&piece.words, mask_literals(&e.to_string()))),
+            Ok(_) => statements.push(fallback(&piece.words(), "no statement found".into())),
+            Err(e) => statements.push(fallback(&piece.words(), mask_literals(&e.to_string()))),
         }
     }
     let parse_error = statements.iter().find_map(|s| s.parse_error.clone());
@@ -142,10 +144,20 @@ pub fn facts(sql: &str, dialect: Dialect) -> Facts {
     }
 }
 
-fn parse(code: &str, dialect: Dialect) -> Result<Vec<Statement>, ParserError> {
+/// `Parser::parse_sql`, with the token buffer sized up front: a piece of `tokens` tokens
+/// becomes about twice as many sqlparser tokens (the whitespace between them counts), and
+/// growing the buffer one doubling at a time is a visible part of a short statement's parse.
+fn parse(code: &str, tokens: usize, dialect: Dialect) -> Result<Vec<Statement>, ParserError> {
+    fn with(d: &dyn SqlDialect, code: &str, tokens: usize) -> Result<Vec<Statement>, ParserError> {
+        let mut buf = Vec::with_capacity(tokens.saturating_mul(2).saturating_add(1));
+        Tokenizer::new(d, code).tokenize_with_location_into_buf(&mut buf)?;
+        Parser::new(d)
+            .with_tokens_with_locations(buf)
+            .parse_statements()
+    }
     match dialect {
-        Dialect::Postgres => Parser::parse_sql(&PostgreSqlDialect {}, code),
-        Dialect::MySql => Parser::parse_sql(&MySqlDialect {}, code),
+        Dialect::Postgres => with(&PostgreSqlDialect {}, code, tokens),
+        Dialect::MySql => with(&MySqlDialect {}, code, tokens),
     }
 }
 
@@ -154,8 +166,8 @@ struct Piece {
     /// The statement's tokens with comments replaced by a space and adjacent operators spaced
     /// (`--1` in MySQL is two minus signs; sqlparser must not read a comment there).
     code: String,
-    /// Its first words, lower-case, for the keyword fallback.
-    words: Vec<String>,
+    /// Its tokens (comments gone), as kind and byte range in `code`.
+    toks: Vec<PieceToken>,
     /// For `COPY name [(cols)] FROM STDIN | TO STDOUT <options>`: where the options start.
     copy_cut: Option<usize>,
 }
@@ -163,12 +175,25 @@ struct Piece {
 /// A token of a piece: kind and byte range in `Piece::code`.
 type PieceToken = (Tok, usize, usize);
 
-fn finish_piece(code: String, words: Vec<String>, toks: &[PieceToken]) -> Piece {
-    let copy_cut = copy_options_start(&code, toks);
-    Piece {
-        code,
-        words,
-        copy_cut,
+impl Piece {
+    fn new(code: String, toks: Vec<PieceToken>) -> Piece {
+        let copy_cut = copy_options_start(&code, &toks);
+        Piece {
+            code,
+            toks,
+            copy_cut,
+        }
+    }
+
+    /// Its first words, lower-case, for the keyword fallback (only a statement sqlparser
+    /// rejects needs them).
+    fn words(&self) -> Vec<String> {
+        self.toks
+            .iter()
+            .filter(|&&(kind, ..)| kind == Tok::Word)
+            .take(4)
+            .map(|&(_, a, b)| self.code.get(a..b).unwrap_or_default().to_ascii_lowercase())
+            .collect()
     }
 }
 
@@ -222,7 +247,6 @@ fn copy_options_start(code: &str, toks: &[PieceToken]) -> Option<usize> {
 fn split(sql: &str, dialect: Dialect) -> Vec<Piece> {
     let mut pieces = Vec::new();
     let mut code = String::new();
-    let mut words = Vec::new();
     let mut toks: Vec<PieceToken> = Vec::new();
     let mut prev: Option<(Tok, usize)> = None;
     let mut depth = 0usize;
@@ -251,8 +275,10 @@ fn split(sql: &str, dialect: Dialect) -> Vec<Piece> {
                 // `;` inside parentheses (CREATE RULE ... DO (a; b)) does not end the statement.
                 ";" if depth == 0 => {
                     if !code.is_empty() {
-                        let (c, w) = (std::mem::take(&mut code), std::mem::take(&mut words));
-                        pieces.push(finish_piece(c, w, &toks));
+                        pieces.push(Piece::new(
+                            std::mem::take(&mut code),
+                            std::mem::take(&mut toks),
+                        ));
                     }
                     toks.clear();
                     prev = None;
@@ -263,6 +289,10 @@ fn split(sql: &str, dialect: Dialect) -> Vec<Piece> {
                 _ => {}
             }
         }
+        if code.is_empty() {
+            // A piece is at most the rest of the text, plus a space where a comment was.
+            code.reserve(sql.len().saturating_sub(t.start).saturating_add(8));
+        }
         if let Some((prev_kind, prev_end)) = prev {
             if prev_end != t.start || (prev_kind == Tok::Op && t.kind == Tok::Op) {
                 code.push(' ');
@@ -270,13 +300,10 @@ fn split(sql: &str, dialect: Dialect) -> Vec<Piece> {
         }
         toks.push((t.kind, code.len(), code.len() + text.len()));
         code.push_str(text);
-        if words.len() < 4 && t.kind == Tok::Word {
-            words.push(text.to_ascii_lowercase());
-        }
         prev = Some((t.kind, t.end));
     }
     if !code.is_empty() {
-        pieces.push(finish_piece(code, words, &toks));
+        pieces.push(Piece::new(code, toks));
     }
     pieces
 }
