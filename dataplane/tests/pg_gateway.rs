@@ -355,10 +355,9 @@ async fn every_identity_failure_is_a_fatal_28000_that_does_not_echo_the_token() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_connection_is_a_clear_error() {
     let gw = gateway();
-    let err = connect(&gw.conninfo(SUB, &[], "no_such_connection"))
-        .await
-        .err()
-        .expect("must fail");
+    let Err(err) = connect(&gw.conninfo(SUB, &[], "no_such_connection")).await else {
+        panic!("must fail");
+    };
     let (code, message) = db_error(&err);
     assert_eq!(code, "3D000");
     assert!(message.contains("no_such_connection"), "{message}");
@@ -464,12 +463,14 @@ async fn upstream_secrets_never_reach_a_client_or_a_log() {
     let wrong_pw = "WrongUpstreamSecret-5d1c9a";
     let wrong_file = pw_dir.path().join("wrong.pw");
     std::fs::write(&wrong_file, wrong_pw).expect("write");
-    let mut opts = GatewayOptions::default();
-    opts.extra_toml = format!(
-        "[[connection]]\nname = \"orders_wrong\"\nprotocol = \"postgres\"\nupstream = \"127.0.0.1:{}\"\ndatabase = \"orders\"\nuser = \"orders_app\"\npassword_file = \"{}\"\n",
-        cluster.port,
-        wrong_file.display()
-    );
+    let opts = GatewayOptions {
+        extra_toml: format!(
+            "[[connection]]\nname = \"orders_wrong\"\nprotocol = \"postgres\"\nupstream = \"127.0.0.1:{}\"\ndatabase = \"orders\"\nuser = \"orders_app\"\npassword_file = \"{}\"\n",
+            cluster.port,
+            wrong_file.display()
+        ),
+        ..GatewayOptions::default()
+    };
     let gw = Gateway::start(cluster, opts);
     let (tap_addr, seen) = tap(gw.addr);
     let token = gw.token(SUB, &["eng"]);
@@ -484,10 +485,9 @@ async fn upstream_secrets_never_reach_a_client_or_a_log() {
         rows(&c, "select * from customers limit 3").await;
         let _ = c.simple_query("select syntax error here").await;
     }
-    let err = connect(&info("orders_wrong"))
-        .await
-        .err()
-        .expect("wrong upstream password");
+    let Err(err) = connect(&info("orders_wrong")).await else {
+        panic!("wrong upstream password must fail");
+    };
     let (code, message) = db_error(&err);
     assert_eq!(code, "28P01", "{message}");
     assert!(message.contains("orders_wrong"), "{message}");
@@ -520,8 +520,10 @@ async fn upstream_secrets_never_reach_a_client_or_a_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_works_through_the_gateway_with_and_without_tls() {
     let cluster = PgCluster::shared();
-    let mut opts = GatewayOptions::default();
-    opts.tls = true;
+    let opts = GatewayOptions {
+        tls: true,
+        ..GatewayOptions::default()
+    };
     let gw = Gateway::start(cluster, opts);
     let token = gw.token(SUB, &["eng"]);
     for sslmode in ["disable", "require"] {
@@ -556,9 +558,11 @@ async fn psql_works_through_the_gateway_with_and_without_tls() {
     }
 
     // Without the loopback exception, a token only travels over TLS.
-    let mut strict = GatewayOptions::default();
-    strict.tls = true;
-    strict.allow_plaintext_on_loopback = false;
+    let strict = GatewayOptions {
+        tls: true,
+        allow_plaintext_on_loopback: false,
+        ..GatewayOptions::default()
+    };
     let gw = Gateway::start(cluster, strict);
     let token = gw.token(SUB, &["eng"]);
     let run = |sslmode: &str| {
@@ -728,8 +732,10 @@ async fn bad_input_ends_only_the_guilty_session_with_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_then_closes_sessions_and_exits_zero() {
-    let mut opts = GatewayOptions::default();
-    opts.drain_timeout_s = 2;
+    let opts = GatewayOptions {
+        drain_timeout_s: 2,
+        ..GatewayOptions::default()
+    };
     let mut gw = Gateway::start(PgCluster::shared(), opts);
     let session = through(&gw).await;
     let pid = gw.pid();

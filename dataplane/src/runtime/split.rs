@@ -67,9 +67,9 @@ mod tests {
             w.write_all(b" world").await.expect("write");
             w.flush().await.expect("flush");
             drop(r);
-            let cursor = Rc::try_unwrap(w.0)
-                .ok()
-                .expect("only the write half is left");
+            let Ok(cursor) = Rc::try_unwrap(w.0) else {
+                panic!("only the write half is left");
+            };
             assert_eq!(cursor.into_inner().into_inner(), b"hello world");
         });
     }
