@@ -102,13 +102,7 @@ pub(crate) fn event_hash(
                 w.bool(c.binary);
             }
             w.str(super::schema::rows_encoding_name(r.rows_encoding));
-            w.len(rows.len());
-            for i in 0..rows.len() {
-                w.len(rows.row_len(i));
-                for v in rows.row(i) {
-                    w.opt_str(v);
-                }
-            }
+            w.rows(rows);
             w.opt_str(rows.error.as_deref());
             w.u64(r.kept_rows);
             w.bool(r.truncated);
@@ -166,6 +160,35 @@ impl Canonical<'_> {
             }
         }
     }
+    /// Result rows: a list of rows, each a list of optional strings. Walks the flat form
+    /// directly (most values are a few bytes, so per-value overhead is what counts).
+    fn rows(&mut self, rows: &Rows) {
+        let (text, value_ends, value_null, row_ends) = rows.parts();
+        let text = text.as_bytes();
+        self.len(row_ends.len());
+        let (mut value, mut start) = (0, 0);
+        for &row_end in row_ends {
+            self.len(row_end.saturating_sub(value));
+            for (&end, &null) in value_ends
+                .get(value..row_end)
+                .unwrap_or_default()
+                .iter()
+                .zip(value_null.get(value..row_end).unwrap_or_default())
+            {
+                if null {
+                    self.0.push(0);
+                } else {
+                    let bytes = text.get(start..end).unwrap_or_default();
+                    self.0.push(1);
+                    self.0
+                        .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                    self.0.extend_from_slice(bytes);
+                }
+                start = end;
+            }
+            value = row_end;
+        }
+    }
     fn strs(&mut self, list: &[String]) {
         self.len(list.len());
         for s in list {
@@ -179,7 +202,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::record::event::{Disconnect, SessionMeta};
+    use crate::record::event::{Column, Disconnect, RowsEncoding, SessionMeta, StatementResult};
 
     fn event(reason: &str, groups: Vec<String>) -> Event {
         Event {
@@ -219,5 +242,107 @@ mod tests {
         let mut later = e.clone();
         later.at_us += 1;
         assert_ne!(h, event_hash(&ZERO_HASH, "gw", &later, &rows, &mut scratch));
+    }
+
+    /// The canonical encoding of a result, written out field by field as README.md documents
+    /// it, hashes to what `event_hash` computes.
+    #[test]
+    fn a_result_hashes_as_documented() {
+        let columns = vec![
+            Column {
+                name: "id".into(),
+                type_id: 20,
+                binary: false,
+            },
+            Column {
+                name: "photo".into(),
+                type_id: 17,
+                binary: true,
+            },
+        ];
+        let mut data = Vec::new();
+        for row in [
+            [Some(&b"1"[..]), Some(&[0x00, 0xff][..])],
+            [None, Some(&b""[..])],
+        ] {
+            data.extend_from_slice(&2i16.to_be_bytes());
+            for v in row {
+                match v {
+                    None => data.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(b) => {
+                        data.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                        data.extend_from_slice(b);
+                    }
+                }
+            }
+        }
+        let mut e = event("x", vec!["g".into()]);
+        e.seq = 3;
+        e.body = Body::Result(StatementResult {
+            statement_id: 1,
+            rows: 2,
+            bytes: 40,
+            duration_us: 5,
+            command_tag: Some("SELECT 2".into()),
+            sqlstate: None,
+            error: None,
+            columns: columns.clone(),
+            rows_data: data.clone(),
+            rows_encoding: RowsEncoding::PgDataRow,
+            kept_rows: 2,
+            truncated: false,
+        });
+        let mut rows = Rows::default();
+        rows.decode_pg(&data, &columns);
+
+        let prev = [7u8; HASH_LEN];
+        let mut c = prev.to_vec();
+        let s = |c: &mut Vec<u8>, v: &str| {
+            c.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            c.extend_from_slice(v.as_bytes());
+        };
+        let u = |c: &mut Vec<u8>, v: u64| c.extend_from_slice(&v.to_le_bytes());
+        for v in ["tollgate.record.v1", "gw", "s", "p"] {
+            s(&mut c, v);
+        }
+        u(&mut c, 1); // groups
+        s(&mut c, "g");
+        for v in ["c", "postgres"] {
+            s(&mut c, v);
+        }
+        u(&mut c, 3); // seq
+        c.extend_from_slice(&1i64.to_le_bytes()); // at
+        s(&mut c, "result");
+        for v in [1, 2, 40, 5] {
+            u(&mut c, v); // statement_id, rows, bytes, duration_us
+        }
+        c.push(1);
+        s(&mut c, "SELECT 2");
+        c.extend_from_slice(&[0, 0]); // sqlstate, error
+        u(&mut c, 2); // columns
+        s(&mut c, "id");
+        c.extend_from_slice(&20u32.to_le_bytes());
+        c.push(0);
+        s(&mut c, "photo");
+        c.extend_from_slice(&17u32.to_le_bytes());
+        c.push(1);
+        s(&mut c, "pg_datarow");
+        u(&mut c, 2); // rows
+        u(&mut c, 2);
+        c.push(1);
+        s(&mut c, "1");
+        c.push(1);
+        s(&mut c, "\\x00ff");
+        u(&mut c, 2);
+        c.push(0);
+        c.push(1);
+        s(&mut c, "\\x");
+        c.push(0); // rows_error
+        u(&mut c, 2); // kept_rows
+        c.push(0); // truncated
+        let want = digest::digest(&digest::SHA256, &c);
+
+        let got = event_hash(&prev, "gw", &e, &rows, &mut Vec::new());
+        assert_eq!(got.as_slice(), want.as_ref());
     }
 }

@@ -4,6 +4,7 @@
 //! DIR/date=YYYY-MM-DD/hour=HH/<instance>-<seq>.parquet          complete
 //! DIR/date=YYYY-MM-DD/hour=HH/<instance>-<seq>.parquet.partial  being written
 //! DIR/date=YYYY-MM-DD/hour=HH/<instance>-<seq>.wal              its write-ahead log
+//! DIR/date=YYYY-MM-DD/hour=HH/<instance>-<seq>.parquet.rebuild  being rebuilt by recovery
 //! DIR/.<instance>.seq                                            last <seq> used
 //! ```
 //!
@@ -21,6 +22,9 @@ pub(crate) const PARQUET: &str = ".parquet";
 pub(crate) const PARTIAL: &str = ".parquet.partial";
 /// Suffix of a write-ahead log.
 pub(crate) const WAL: &str = ".wal";
+/// Suffix of a file recovery is writing (not an archive file: [`scan`] skips it; recovery
+/// deletes it with the rest of the file's leftovers).
+pub(crate) const REBUILD: &str = ".parquet.rebuild";
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
@@ -77,12 +81,13 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     )
 }
 
-/// The three paths of one archive file.
+/// The paths of one archive file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FilePaths {
     pub(crate) complete: PathBuf,
     pub(crate) partial: PathBuf,
     pub(crate) wal: PathBuf,
+    pub(crate) rebuild: PathBuf,
 }
 
 impl FilePaths {
@@ -99,6 +104,7 @@ impl FilePaths {
             complete: dir.join(format!("{stem}{PARQUET}")),
             partial: dir.join(format!("{stem}{PARTIAL}")),
             wal: dir.join(format!("{stem}{WAL}")),
+            rebuild: dir.join(format!("{stem}{REBUILD}")),
         }
     }
 }

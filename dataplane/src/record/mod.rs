@@ -2,8 +2,8 @@
 //! Hive-partitioned archive (see README.md for the layout, the schema and queries).
 //!
 //! ```text
-//! session (shard) ─▶ ShardQueue ─▶ recorder thread: chain ─▶ batch ─▶ .wal + .partial ─▶ .parquet
-//!                    queue.rs      recorder.rs       chain.rs schema.rs wal.rs writer.rs
+//! session (shard) ─▶ ShardQueue ─▶ recorder thread: chain ─▶ batch ─▶ .partial + .wal ─▶ .parquet
+//!                    queue.rs      recorder.rs       chain.rs schema.rs writer.rs wal.rs
 //! ```
 //!
 //! [`read`] and [`verify`] read an archive back and check its hash chains.

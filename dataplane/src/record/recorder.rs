@@ -2,22 +2,22 @@
 //! events, batches them into Arrow and writes them to the archive.
 //!
 //! ```text
-//! shard queues ─▶ chain (hash per session) ─▶ batch per hour ─▶ log (.wal) ─▶ Parquet (.partial)
+//! shard queues ─▶ chain (hash per session) ─▶ batch per hour ─▶ Parquet (.partial) + log (.wal)
 //!                                                                   close ─▶ rename to .parquet
 //! ```
 //!
 //! A batch is written when it holds 8192 events or 8 MiB, or when its oldest event has waited
-//! half of `flush_interval_ms`; so every event older than `flush_interval_ms` is in a log and
-//! survives a kill of the process. A file is closed past `rotate_bytes`, past
-//! `rotate_interval_s`, when its hour is over and no late event came for it for 30 s, and
-//! on shutdown.
+//! half of `flush_interval_ms`; so every event older than `flush_interval_ms` is in a
+//! checkpointed row group or in a log (see `writer.rs`) and survives a kill of the process. A
+//! file is closed past `rotate_bytes`, past `rotate_interval_s`, when its hour is over and no
+//! late event came for it for 30 s, and on shutdown.
 //!
 //! Errors (disk full, permissions) are logged and retried with a growing delay (100 ms to
 //! 5 s). While a batch cannot be written the thread stops draining the queues, so they fill
 //! and sessions wait: events are held back, never dropped. A file whose write failed is
-//! rebuilt from its log (see `recover.rs`), at once or at a later retry. Only at shutdown is
-//! there an end: after 10 s of failures the events still unwritten are reported lost in the
-//! log with their count.
+//! finished from its checkpoints and log (see `recover.rs`), at once or at a later retry. Only
+//! at shutdown is there an end: after 10 s of failures the events still unwritten are reported
+//! lost in the log with their count.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
@@ -215,7 +215,7 @@ fn try_recover(paths: &FilePaths) -> bool {
             tracing::warn!(
                 file = %paths.complete.display(),
                 events, frames, torn = torn.as_deref().unwrap_or("no"),
-                "record: recovered an unfinished file from its write-ahead log"
+                "record: recovered an unfinished file from its checkpoints and write-ahead log"
             );
             true
         }
@@ -234,6 +234,14 @@ fn try_recover(paths: &FilePaths) -> bool {
 struct Link {
     next_seq: u64,
     hash: [u8; HASH_LEN],
+}
+
+/// A batch waiting to be written to its hour's file.
+struct Sealed {
+    hour: Hour,
+    batch: RecordBatch,
+    /// Its payload (see [`BatchBuilder::payload`]).
+    payload: usize,
 }
 
 /// Events of one hour waiting to become a batch.
@@ -255,9 +263,9 @@ struct Worker {
     chains: HashMap<String, Link>,
     pending: BTreeMap<Hour, Pending>,
     /// Batches built but not yet written (normally empty; filled while writes fail).
-    unwritten: VecDeque<(Hour, RecordBatch)>,
+    unwritten: VecDeque<Sealed>,
     files: BTreeMap<Hour, ArchiveFile>,
-    /// Files whose write failed, to rebuild from their logs.
+    /// Files whose write failed, to finish from their checkpoints and logs.
     broken: Vec<FilePaths>,
     rows: Rows,
     scratch: Vec<u8>,
@@ -378,8 +386,13 @@ impl Worker {
         if p.builder.len() == 0 {
             return;
         }
+        let payload = p.builder.payload();
         match p.builder.finish() {
-            Ok(batch) => self.unwritten.push_back((hour, batch)),
+            Ok(batch) => self.unwritten.push_back(Sealed {
+                hour,
+                batch,
+                payload,
+            }),
             // Only a bug in the schema code can get here; say so loudly.
             Err(e) => tracing::error!(error = %e, "record: building a batch failed; events lost"),
         }
@@ -405,18 +418,18 @@ impl Worker {
         if self.retry_at.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        while let Some((hour, batch)) = self.unwritten.pop_front() {
-            match self.write(hour, &batch) {
+        while let Some(sealed) = self.unwritten.pop_front() {
+            match self.write(&sealed) {
                 Ok(()) => {
                     self.retry_delay = FIRST_RETRY;
                     self.retry_at = None;
                 }
                 Err(e) => {
                     tracing::error!(
-                        error = %e, events = batch.num_rows(), retry_in = ?self.retry_delay,
+                        error = %e, events = sealed.batch.num_rows(), retry_in = ?self.retry_delay,
                         "record: cannot write recorded events; holding them back and retrying"
                     );
-                    self.unwritten.push_front((hour, batch));
+                    self.unwritten.push_front(sealed);
                     self.retry_at = Some(Instant::now() + self.retry_delay);
                     self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
                     return;
@@ -426,7 +439,8 @@ impl Worker {
     }
 
     /// Writes one batch to its hour's file, opening one if needed.
-    fn write(&mut self, hour: Hour, batch: &RecordBatch) -> io::Result<()> {
+    fn write(&mut self, sealed: &Sealed) -> io::Result<()> {
+        let hour = sealed.hour;
         if !self.files.contains_key(&hour) {
             let file = self.open(hour)?;
             self.files.insert(hour, file);
@@ -434,7 +448,7 @@ impl Worker {
         let Some(file) = self.files.get_mut(&hour) else {
             return Err(io::Error::other("record: file vanished"));
         };
-        match file.append(batch) {
+        match file.append(&sealed.batch, sealed.payload) {
             Ok(()) => {
                 if file.size() >= self.rotate_bytes {
                     self.close(hour);
@@ -446,8 +460,8 @@ impl Worker {
                 Err(e)
             }
             Err(AppendError::Logged(e)) => {
-                // The batch is safe in the log; the file is rebuilt from it.
-                tracing::error!(error = %e, "record: Parquet write failed; rebuilding the file from its write-ahead log");
+                // The batch is safe in the log; the file is finished from it.
+                tracing::error!(error = %e, "record: Parquet write failed; finishing the file from its checkpoints and write-ahead log");
                 self.abandon(hour);
                 Ok(())
             }
@@ -465,7 +479,7 @@ impl Worker {
         Ok(file)
     }
 
-    /// Gives up on an open file after an error: it is rebuilt from its log.
+    /// Gives up on an open file after an error: it is finished from its checkpoints and log.
     fn abandon(&mut self, hour: Hour) {
         if let Some(file) = self.files.remove(&hour) {
             let paths = file.paths.clone();
@@ -478,7 +492,7 @@ impl Worker {
 
     /// Seals and writes the hour's pending events, then closes its file.
     fn close(&mut self, hour: Hour) {
-        if self.unwritten.iter().any(|(h, _)| *h == hour) {
+        if self.unwritten.iter().any(|s| s.hour == hour) {
             return; // Its batches are held back; close once they are written.
         }
         let Some(file) = self.files.remove(&hour) else {
@@ -489,7 +503,7 @@ impl Worker {
                 tracing::debug!(file = %paths.complete.display(), "record: file complete");
             }
             Err((paths, e)) => {
-                tracing::error!(error = %e, "record: closing a file failed; rebuilding it from its write-ahead log");
+                tracing::error!(error = %e, "record: closing a file failed; finishing it from its checkpoints and write-ahead log");
                 if !try_recover(&paths) {
                     self.broken.push(paths);
                 }
@@ -543,7 +557,7 @@ impl Worker {
             }
             std::thread::sleep(self.retry_delay.min(Duration::from_millis(500)));
         }
-        let lost: usize = self.unwritten.iter().map(|(_, b)| b.num_rows()).sum();
+        let lost: usize = self.unwritten.iter().map(|s| s.batch.num_rows()).sum();
         if lost > 0 {
             tracing::error!(
                 events = lost,

@@ -23,6 +23,15 @@ use super::event::Column;
 /// event can never overflow a batch's string offsets.
 const MAX_TEXT: usize = 256 * 1024 * 1024;
 
+/// How [`Rows::decode_row`] takes the bytes of a text value.
+#[derive(Debug, Clone, Copy)]
+enum Utf8 {
+    /// As they are (checked all at once afterwards).
+    AsIs,
+    /// Invalid sequences replaced by U+FFFD.
+    Replace,
+}
+
 /// The rows of one result, flat: every value's text in one buffer.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Rows {
@@ -89,6 +98,18 @@ impl Rows {
         self.text.get(start..end)
     }
 
+    /// The flat form, for building Arrow arrays in bulk: every value's text one after another,
+    /// the end of each value in it, whether each value is NULL, and the end of each row (in
+    /// values).
+    pub(crate) fn parts(&self) -> (&str, &[usize], &[bool], &[usize]) {
+        (
+            &self.text,
+            &self.value_ends,
+            &self.value_null,
+            &self.row_ends,
+        )
+    }
+
     /// Appends one value to the row being built.
     pub(crate) fn push_value(&mut self, value: Option<&str>) {
         if let Some(v) = value {
@@ -103,44 +124,82 @@ impl Rows {
         self.row_ends.push(self.value_ends.len());
     }
 
-    /// Drops values pushed since the last complete row.
-    fn discard_open_row(&mut self) {
-        let keep = self.row_ends.last().copied().unwrap_or(0);
-        let text_end = match keep.checked_sub(1) {
-            Some(v) => self.value_ends.get(v).copied().unwrap_or(0),
-            None => 0,
-        };
-        self.value_ends.truncate(keep);
-        self.value_null.truncate(keep);
-        self.text.truncate(text_end);
-    }
-
     /// Replaces the rows with those decoded from DataRow bodies.
     pub(crate) fn decode_pg(&mut self, data: &[u8], columns: &[Column]) {
         self.clear();
+        let mut text = std::mem::take(&mut self.text).into_bytes();
+        text.reserve(data.len());
+        self.error = self.decode_all(&mut text, data, columns, Utf8::AsIs);
+        // One check for every value at once: the whole text is UTF-8 and every value ends on a
+        // character boundary exactly when every value is UTF-8 (checking ~10-byte values one
+        // by one costs more than copying them).
+        text = match String::from_utf8(text) {
+            Ok(valid)
+                if self
+                    .value_ends
+                    .iter()
+                    .all(|&end| valid.is_char_boundary(end)) =>
+            {
+                self.text = valid;
+                return;
+            }
+            Ok(valid) => valid.into_bytes(),
+            Err(invalid) => invalid.into_bytes(),
+        };
+        // Some value is not UTF-8: decode again, replacing invalid sequences value by value.
+        self.clear();
+        text.clear();
+        self.error = self.decode_all(&mut text, data, columns, Utf8::Replace);
+        self.text = String::from_utf8(text)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    }
+
+    /// Decodes every DataRow body of `data`, values into `text`; what went wrong, if anything
+    /// (the complete rows before the fault are kept).
+    fn decode_all(
+        &mut self,
+        text: &mut Vec<u8>,
+        data: &[u8],
+        columns: &[Column],
+        utf8: Utf8,
+    ) -> Option<String> {
         let mut rest = data;
         while !rest.is_empty() {
             let row = self.len();
-            match self.decode_row(rest, columns) {
+            match self.decode_row(text, rest, columns, utf8) {
                 Ok(next) => {
                     self.end_row();
                     rest = next;
                 }
                 Err(why) => {
-                    self.discard_open_row();
-                    self.error = Some(format!(
+                    // Drop the values of the row cut short.
+                    let keep = self.row_ends.last().copied().unwrap_or(0);
+                    let text_end = match keep.checked_sub(1) {
+                        Some(v) => self.value_ends.get(v).copied().unwrap_or(0),
+                        None => 0,
+                    };
+                    self.value_ends.truncate(keep);
+                    self.value_null.truncate(keep);
+                    text.truncate(text_end);
+                    return Some(format!(
                         "row {row} (byte {}): {why}; {} rows kept",
                         data.len() - rest.len(),
                         self.len()
                     ));
-                    return;
                 }
             }
         }
+        None
     }
 
     /// Decodes one DataRow body from the front of `input`; returns what follows it.
-    fn decode_row<'a>(&mut self, input: &'a [u8], columns: &[Column]) -> Result<&'a [u8], String> {
+    fn decode_row<'a>(
+        &mut self,
+        text: &mut Vec<u8>,
+        input: &'a [u8],
+        columns: &[Column],
+        utf8: Utf8,
+    ) -> Result<&'a [u8], String> {
         let (count, mut rest) = take_i16(input).ok_or("field count cut short")?;
         let count = usize::try_from(count).map_err(|_| format!("negative field count {count}"))?;
         for field in 0..count {
@@ -148,7 +207,8 @@ impl Rows {
                 take_i32(rest).ok_or_else(|| format!("field {field}: length cut short"))?;
             rest = after;
             if len == -1 {
-                self.push_value(None);
+                self.value_ends.push(text.len());
+                self.value_null.push(true);
                 continue;
             }
             let len = usize::try_from(len).map_err(|_| format!("field {field}: length {len}"))?;
@@ -161,19 +221,21 @@ impl Rows {
             rest = after;
             let binary = columns.get(field).is_some_and(|c| c.binary);
             let grows = if binary { 2 + 2 * len } else { len };
-            if self.text.len() + grows > MAX_TEXT {
+            if text.len() + grows > MAX_TEXT {
                 return Err(format!("decoded rows exceed {MAX_TEXT} bytes"));
             }
             if binary {
-                self.text.push_str("\\x");
-                push_hex(&mut self.text, bytes);
+                text.extend_from_slice(b"\\x");
+                push_hex(text, bytes);
             } else {
-                match std::str::from_utf8(bytes) {
-                    Ok(s) => self.text.push_str(s),
-                    Err(_) => self.text.push_str(&String::from_utf8_lossy(bytes)),
+                match utf8 {
+                    Utf8::AsIs => text.extend_from_slice(bytes),
+                    Utf8::Replace => {
+                        text.extend_from_slice(String::from_utf8_lossy(bytes).as_bytes())
+                    }
                 }
             }
-            self.value_ends.push(self.text.len());
+            self.value_ends.push(text.len());
             self.value_null.push(false);
         }
         Ok(rest)
@@ -220,12 +282,12 @@ fn take_i32(b: &[u8]) -> Option<(i32, &[u8])> {
     Some((i32::from_be_bytes(*head), rest))
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(2 * bytes.len());
     for &b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
     }
 }
 
@@ -300,6 +362,19 @@ mod tests {
         let mut rows = Rows::default();
         rows.decode_pg(&data_row(&[Some(&[b'a', 0xff])]), &[col(false)]);
         assert_eq!(collect(&rows), vec![vec![Some("a\u{fffd}".into())]]);
+        // A character split between two values is valid UTF-8 once they are put together,
+        // but neither value is.
+        let mut data = data_row(&[Some(b"ok"), Some(&[b'a', 0xc3])]);
+        data.extend(data_row(&[Some(&[0xa9, b'b']), None]));
+        rows.decode_pg(&data, &[col(false), col(false)]);
+        assert_eq!(rows.error, None);
+        assert_eq!(
+            collect(&rows),
+            vec![
+                vec![Some("ok".into()), Some("a\u{fffd}".into())],
+                vec![Some("\u{fffd}b".into()), None],
+            ]
+        );
     }
 
     #[test]

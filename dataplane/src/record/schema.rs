@@ -4,10 +4,13 @@
 
 use std::sync::{Arc, OnceLock};
 
+use arrow::array::NullBufferBuilder;
 use arrow::array::{
-    ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, LargeStringBuilder, ListBuilder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
+    Array, ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, LargeStringArray, LargeStringBuilder,
+    ListArray, ListBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+    UInt64Builder,
 };
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
@@ -149,7 +152,7 @@ pub(crate) struct BatchBuilder {
     result_column_types: ListBuilder<UInt32Builder>,
     result_column_binary: ListBuilder<BooleanBuilder>,
     rows_encoding: StringBuilder,
-    result_rows: ListBuilder<ListBuilder<LargeStringBuilder>>,
+    result_rows: RowsColumn,
     rows_error: StringBuilder,
     kept_rows: UInt64Builder,
     truncated: BooleanBuilder,
@@ -209,7 +212,7 @@ impl Default for BatchBuilder {
             result_column_types: ListBuilder::new(UInt32Builder::new()),
             result_column_binary: ListBuilder::new(BooleanBuilder::new()),
             rows_encoding: s(),
-            result_rows: ListBuilder::new(ListBuilder::new(LargeStringBuilder::new())),
+            result_rows: RowsColumn::default(),
             rows_error: s(),
             kept_rows: u(),
             truncated: BooleanBuilder::new(),
@@ -225,6 +228,113 @@ impl Default for BatchBuilder {
             prev_hash: FixedSizeBinaryBuilder::new(HASH_LEN as i32),
             hash: FixedSizeBinaryBuilder::new(HASH_LEN as i32),
         }
+    }
+}
+
+/// The `result_rows` column (`List<List<LargeUtf8>>`), built from [`Rows`] a result at a
+/// time: its flat form is the Arrow layout already, so values are copied in one piece and
+/// offsets shifted, rather than appended one by one through nested builders.
+struct RowsColumn {
+    /// Every value's text, and where each value ends in it (Arrow offsets: a leading 0).
+    text: Vec<u8>,
+    value_offsets: Vec<i64>,
+    value_valid: NullBufferBuilder,
+    /// Where each row ends, in values.
+    row_offsets: Vec<i32>,
+    /// Where each result ends, in rows; null for events that are not results.
+    result_offsets: Vec<i32>,
+    result_valid: NullBufferBuilder,
+    /// Set when an offset did not fit in 32 bits (then `finish` fails).
+    overflow: bool,
+}
+
+impl Default for RowsColumn {
+    fn default() -> Self {
+        RowsColumn {
+            text: Vec::new(),
+            value_offsets: vec![0],
+            value_valid: NullBufferBuilder::new(0),
+            row_offsets: vec![0],
+            result_offsets: vec![0],
+            result_valid: NullBufferBuilder::new(0),
+            overflow: false,
+        }
+    }
+}
+
+impl RowsColumn {
+    fn append(&mut self, rows: &Rows) {
+        let (text, value_ends, value_null, row_ends) = rows.parts();
+        let text_base = self.text.len() as i64;
+        self.text.extend_from_slice(text.as_bytes());
+        self.value_offsets
+            .extend(value_ends.iter().map(|&end| text_base + end as i64));
+        if value_null.contains(&true) {
+            for &null in value_null {
+                self.value_valid.append(!null);
+            }
+        } else {
+            self.value_valid.append_n_non_nulls(value_null.len());
+        }
+        // Offsets past i32 would need more than 2 Gi values in one batch, which the batch
+        // limits (8 MiB of payload, every value costing at least 4 bytes of `rows_data`) rule
+        // out; `finish` refuses them rather than wrap.
+        let value_base = self.value_offsets.len() - 1 - value_ends.len();
+        let values = value_base + value_ends.len();
+        let rows = self.row_offsets.len() - 1 + row_ends.len();
+        if i32::try_from(values).is_err() || i32::try_from(rows).is_err() {
+            self.overflow = true;
+            self.append_null();
+            return;
+        }
+        self.row_offsets
+            .extend(row_ends.iter().map(|&end| (value_base + end) as i32));
+        self.result_offsets.push(rows as i32);
+        self.result_valid.append_non_null();
+    }
+
+    fn append_null(&mut self) {
+        let last = self.result_offsets.last().copied().unwrap_or(0);
+        self.result_offsets.push(last);
+        self.result_valid.append_null();
+    }
+
+    /// The column; the builder is empty afterwards.
+    fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
+        let RowsColumn {
+            text,
+            value_offsets,
+            mut value_valid,
+            row_offsets,
+            result_offsets,
+            mut result_valid,
+            overflow,
+        } = std::mem::take(self);
+        if overflow {
+            return Err(ArrowError::InvalidArgumentError(
+                "result_rows: more than 2 Gi values or rows in one batch".into(),
+            ));
+        }
+        // Non-decreasing and non-negative by construction.
+        let offsets = |o: Vec<i32>| OffsetBuffer::new(ScalarBuffer::from(o));
+        let values = LargeStringArray::try_new(
+            OffsetBuffer::new(ScalarBuffer::from(value_offsets)),
+            Buffer::from_vec(text),
+            value_valid.finish(),
+        )?;
+        let rows = ListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::LargeUtf8, true)),
+            offsets(row_offsets),
+            Arc::new(values),
+            None,
+        )?;
+        let results = ListArray::try_new(
+            Arc::new(Field::new_list_field(rows.data_type().clone(), true)),
+            offsets(result_offsets),
+            Arc::new(rows),
+            result_valid.finish(),
+        )?;
+        Ok(Arc::new(results))
     }
 }
 
@@ -352,14 +462,7 @@ impl BatchBuilder {
                 self.result_column_binary.append(true);
                 self.rows_encoding
                     .append_value(rows_encoding_name(r.rows_encoding));
-                for i in 0..rows.len() {
-                    let row = self.result_rows.values();
-                    for v in rows.row(i) {
-                        row.values().append_option(v);
-                    }
-                    row.append(true);
-                }
-                self.result_rows.append(true);
+                self.result_rows.append(rows);
                 self.rows_error.append_option(rows.error.as_ref());
                 self.kept_rows.append_value(r.kept_rows);
                 self.truncated.append_value(r.truncated);
@@ -447,7 +550,7 @@ impl BatchBuilder {
             Arc::new(self.result_column_types.finish()),
             Arc::new(self.result_column_binary.finish()),
             Arc::new(self.rows_encoding.finish()),
-            Arc::new(self.result_rows.finish()),
+            self.result_rows.finish()?,
             Arc::new(self.rows_error.finish()),
             Arc::new(self.kept_rows.finish()),
             Arc::new(self.truncated.finish()),

@@ -8,7 +8,9 @@ use std::time::Duration;
 use super::layout::{self, FileState};
 use super::rows::Rows;
 use super::schema::BatchBuilder;
+use super::writer::ArchiveFile;
 use super::*;
+use super::{chain, recover, wal};
 use crate::config::RecordConfig;
 
 const HOUR_US: i64 = 3_600_000_000;
@@ -488,6 +490,19 @@ fn files_are_partitioned_by_the_hour_of_their_events() {
     assert!(verify(dir.path()).is_clean());
 }
 
+/// Starts a recorder on `dir` (which recovers what a crash left) and stops it; the archive is
+/// then the first file, complete.
+fn recover_into_the_first_file(cfg: &RecordConfig, dir: &Path) {
+    Recorder::start(cfg, 1).unwrap().shutdown();
+    assert_eq!(
+        archive(dir),
+        vec![(
+            PathBuf::from("date=2024-05-01/hour=12/gw1-00000001.parquet"),
+            FileState::Complete
+        )]
+    );
+}
+
 /// Waits until the recorder has logged what was pushed (the flush interval and then some).
 fn wait_for_flush(cfg: &RecordConfig) {
     std::thread::sleep(Duration::from_millis(cfg.flush_interval_ms * 4 + 100));
@@ -558,16 +573,214 @@ fn recovery_ignores_a_torn_last_frame() {
     assert!(bytes.len() > first_frame_end + 40);
     std::fs::write(&wal, &bytes[..first_frame_end + 40]).unwrap();
 
+    recover_into_the_first_file(&cfg, dir.path());
+    assert_eq!(events_of(&read(dir.path()).unwrap()), events[..3].to_vec());
+}
+
+/// Pushes two results of 9 MiB of rows in one session (each closes a row group, made
+/// durable by a checkpoint) and, after they were written, the first `small` events of another
+/// session (logged in the open row group); then kills the recorder. Returns what was pushed
+/// and the file's paths.
+fn crash_after_checkpoints(cfg: &RecordConfig, small: usize) -> (Vec<Event>, layout::FilePaths) {
+    let rec = Recorder::start(cfg, 1).unwrap();
+    let paths = layout::FilePaths::new(cfg.dir.as_path(), layout::Hour::of(T0), "gw1", 1);
+    let s = meta("big");
+    let mut pushed: Vec<Event> = (0..2u64)
+        .flat_map(|i| big_pair(&s, 2 * i, T0 + i as i64, 9 << 20))
+        .collect();
+    push_all(&rec.shard(0), pushed.clone());
+    wait_until_logged(&paths, pushed.len());
+    let others = session("small", T0 + 100);
+    push_all(&rec.shard(0), others[..small].to_vec());
+    pushed.extend_from_slice(&others[..small]);
+    wait_until_logged(&paths, pushed.len());
+    rec.crash();
+    (pushed, paths)
+}
+
+/// The log's checkpoints (end in the `.partial`, events) and its batches' events, in order.
+fn log_of(paths: &layout::FilePaths) -> (Vec<(u64, usize)>, Vec<usize>) {
+    let (mut checkpoints, mut batches) = (Vec::new(), Vec::new());
+    wal::read(&paths.wal, |e| {
+        match e {
+            wal::Entry::Checkpoint { end, metadata } => checkpoints.push((
+                end,
+                metadata
+                    .row_groups()
+                    .iter()
+                    .map(|rg| rg.num_rows() as usize)
+                    .sum(),
+            )),
+            wal::Entry::Batch(b) => batches.push(b.num_rows()),
+        }
+        Ok(())
+    })
+    .unwrap();
+    (checkpoints, batches)
+}
+
+/// Waits until the file's checkpoints and the batches logged after them hold `events`
+/// events (a debug build takes its time over 9 MiB of rows).
+fn wait_until_logged(paths: &layout::FilePaths, events: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (mut logged, mut checkpointed) = (0, 0);
+        if paths.wal.exists() {
+            let _ = wal::read(&paths.wal, |e| {
+                match e {
+                    wal::Entry::Checkpoint { metadata, .. } => {
+                        // Its row groups hold the batches logged before it.
+                        checkpointed += metadata
+                            .row_groups()
+                            .iter()
+                            .map(|rg| rg.num_rows() as usize)
+                            .sum::<usize>();
+                        logged = checkpointed;
+                    }
+                    wal::Entry::Batch(b) => logged += b.num_rows(),
+                }
+                Ok(())
+            });
+        }
+        if logged >= events {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{logged} of {events} events logged"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_killed_recorder_keeps_its_checkpointed_row_groups_without_rewriting_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (pushed, paths) = crash_after_checkpoints(&cfg, 0);
+    let (checkpoints, _) = log_of(&paths);
+    assert!(checkpoints.len() >= 2, "{checkpoints:?}");
+    let end = checkpoints.last().unwrap().0 as usize;
+    let partial = std::fs::read(&paths.partial).unwrap();
+    assert!(partial.len() >= end);
+
+    recover_into_the_first_file(&cfg, dir.path());
+    assert!(!paths.rebuild.exists());
+    // The row groups stayed where they were written; only a footer was added.
+    let complete = std::fs::read(&paths.complete).unwrap();
+    assert_eq!(complete[..end], partial[..end]);
+    assert!(complete.len() - end < 64 * 1024, "{}", complete.len() - end);
+    assert!(events_of(&read(dir.path()).unwrap()) == pushed);
+    let report = verify(dir.path());
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn a_killed_recorder_keeps_the_batches_logged_after_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (pushed, paths) = crash_after_checkpoints(&cfg, 5);
+    let (checkpoints, batches) = log_of(&paths);
+    assert!(!checkpoints.is_empty());
+    assert!(!batches.is_empty());
+
+    recover_into_the_first_file(&cfg, dir.path());
+    assert!(!paths.rebuild.exists());
+    assert!(events_of(&read(dir.path()).unwrap()) == pushed);
+    let report = verify(dir.path());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.open.len(), 2, "{report}");
+}
+
+#[test]
+fn a_checkpoint_needs_nothing_that_a_kill_would_lose() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = layout::FilePaths::new(dir.path(), layout::Hour::of(T0), "gw1", 1);
+    let mut file = ArchiveFile::create(paths.clone(), &schema()).unwrap();
+    let s = meta("big");
+    let events: Vec<Event> = (0..3u64)
+        .flat_map(|i| big_pair(&s, 2 * i, T0 + i as i64, 3 << 20))
+        .collect();
+    let (mut b, mut rows, mut prev) = (BatchBuilder::default(), Rows::default(), ZERO_HASH);
+    for e in &events {
+        rows.clear();
+        if let Body::Result(r) = &e.body {
+            rows.decode_pg(&r.rows_data, &r.columns);
+        }
+        let hash = chain::event_hash(&prev, "gw1", e, &rows, &mut Vec::new());
+        b.append("gw1", e, &rows, &prev, &hash);
+        prev = hash;
+    }
+    let payload = b.payload();
+    file.append(&b.finish().unwrap(), payload).unwrap();
+
+    // Killed now: what the file system holds is what was written, without the buffers of the
+    // still open writer.
+    let copy = layout::FilePaths::new(&dir.path().join("copy"), layout::Hour::of(T0), "gw1", 1);
+    std::fs::create_dir_all(copy.partial.parent().unwrap()).unwrap();
+    std::fs::copy(&paths.partial, &copy.partial).unwrap();
+    std::fs::copy(&paths.wal, &copy.wal).unwrap();
+    let (checkpoints, batches) = log_of(&copy);
+    assert_eq!(checkpoints.len(), 1);
+    assert_eq!(batches, Vec::<usize>::new());
+    assert!(std::fs::metadata(&copy.partial).unwrap().len() >= checkpoints[0].0);
+    recover::recover(&copy).unwrap();
+    assert!(!copy.rebuild.exists());
+    assert!(events_of(&read_file(&copy.complete).unwrap()) == events);
+    drop(file);
+}
+
+#[test]
+fn recovery_survives_a_partial_shorter_than_its_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (pushed, paths) = crash_after_checkpoints(&cfg, 5);
+    let (checkpoints, _) = log_of(&paths);
+    // A machine crash lost the end of the .partial (the log survived).
+    let first_end = checkpoints[0].0;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&paths.partial)
+        .unwrap()
+        .set_len(first_end + 10)
+        .unwrap();
+    // A rebuild cut short by an earlier kill is started again.
+    std::fs::write(&paths.rebuild, b"PAR1 and then nothing").unwrap();
+
     let rec = Recorder::start(&cfg, 1).unwrap();
     rec.shutdown();
-    assert_eq!(
-        archive(dir.path()),
-        vec![(
-            PathBuf::from("date=2024-05-01/hour=12/gw1-00000001.parquet"),
-            FileState::Complete
-        )]
-    );
-    assert_eq!(events_of(&read(dir.path()).unwrap()), events[..3].to_vec());
+    assert_eq!(complete_files(dir.path()).len(), 1);
+    assert_eq!(archive(dir.path()).len(), 1);
+    assert!(!paths.rebuild.exists());
+    // The first checkpoint's events and the batches logged after it are kept (the second
+    // checkpoint's row group is lost, save what of it was logged).
+    let got = events_of(&read(dir.path()).unwrap());
+    let first = checkpoints[0].1;
+    assert!(got.len() >= first + 5 && got.len() < pushed.len());
+    assert!(got[..first] == pushed[..first]);
+    assert!(got[got.len() - 5..] == pushed[pushed.len() - 5..]);
+}
+
+#[test]
+fn a_file_of_many_row_groups_closes_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::start(&config(dir.path()), 1).unwrap();
+    let s = meta("big");
+    let mut pushed: Vec<Event> = (0..12u64)
+        .flat_map(|i| big_pair(&s, 2 * i, T0 + i as i64, 3 << 20))
+        .collect();
+    pushed.push(disconnect(&s, 24, T0 + 100));
+    push_all(&rec.shard(0), pushed.clone());
+    rec.shutdown();
+    let files = complete_files(dir.path());
+    assert_eq!(files.len(), 1);
+    let file = std::fs::File::open(dir.path().join(&files[0])).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    let groups = parquet::file::reader::FileReader::metadata(&reader).num_row_groups();
+    assert!(groups >= 3, "{groups} row groups");
+    assert!(events_of(&read(dir.path()).unwrap()) == pushed);
+    let report = verify(dir.path());
+    assert!(report.is_clean() && report.open.is_empty(), "{report}");
 }
 
 #[test]

@@ -1,16 +1,33 @@
-//! Record stage, write-ahead log: the record batches of a file being written, handed to the
-//! operating system as soon as they are built, so that a killed gateway loses none of them.
+//! Record stage, write-ahead log: what a killed gateway needs to finish the file being
+//! written. Two kinds of frames, in the order things happened:
+//!
+//! - a **checkpoint** after each row group the Parquet writer closed: where the row groups
+//!   end in the `.partial` and their metadata, enough to put a footer behind them;
+//! - a **batch** that went into the open row group (still in the Parquet writer's memory),
+//!   as an Arrow IPC stream.
 //!
 //! ```text
-//! file    = "TGWAL001" frame*
-//! frame   = u64 LE payload length | u32 LE CRC-32 of the payload | payload
-//! payload = one Arrow IPC stream: schema message, one record batch, end-of-stream marker
+//! file       = "TGWAL002" frame*
+//! frame      = u64 LE payload length | u32 LE CRC-32 of the payload | payload
+//! payload    = "B" batch | "R" checkpoint
+//! batch      = one Arrow IPC stream: schema message, one record batch, end-of-stream marker
+//! checkpoint = u64 LE end | footer
+//! end        = bytes of the .partial that hold the row groups (all of them up to here)
+//! footer     = a Parquet footer (FileMetaData, u32 LE length, "PAR1") holding the row
+//!              groups closed since the previous checkpoint
 //! ```
 //!
-//! Payloads are not compressed: compressing them (zstd at a fast level) cost the recorder
-//! more CPU than the kernel spends copying them, and a log lives only as long as its file is
-//! open — under load a few seconds, so its pages are mostly deleted before the kernel writes
-//! them back to disk.
+//! Logs of the first format (`TGWAL001`, every payload a batch without the kind byte) are
+//! still read.
+//!
+//! A batch that closes a row group is not logged at all: the row group and its checkpoint
+//! make it durable, so under load (when batches are large) the data is copied once, into the
+//! Parquet file. A small batch is logged and waits in the open row group; its frame is the
+//! only copy of it outside the process until the row group closes.
+//!
+//! Batch payloads are not compressed: compressing them (zstd at a fast level) cost the
+//! recorder more CPU than the kernel spends copying them, and a log lives only as long as its
+//! file is open, so its pages are mostly deleted before the kernel writes them back to disk.
 //!
 //! A frame is written with one `write` call; a process kill leaves at most the last frame
 //! short, and a short or damaged frame ends the log ("torn tail"): what precedes it is
@@ -25,9 +42,16 @@ use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
-const MAGIC: &[u8; 8] = b"TGWAL001";
+const MAGIC: &[u8; 8] = b"TGWAL002";
+/// The first format: no checkpoints, no kind byte.
+const MAGIC_V1: &[u8; 8] = b"TGWAL001";
 const FRAME_HEAD: usize = 12;
+const BATCH: u8 = b'B';
+const CHECKPOINT: u8 = b'R';
+/// Length and magic at the end of a Parquet footer.
+const FOOTER_TAIL: usize = 8;
 
 /// An open write-ahead log.
 pub(crate) struct Wal {
@@ -49,16 +73,34 @@ impl Wal {
         })
     }
 
-    /// Appends one frame. On an error the log is cut back to its last complete frame where
-    /// possible; a short frame left behind is ignored by [`read`] anyway.
+    /// Appends a batch of the open row group.
     pub(crate) fn append(&mut self, batch: &RecordBatch) -> io::Result<()> {
         self.frame.clear();
         self.frame.resize(FRAME_HEAD, 0);
+        self.frame.push(BATCH);
         {
             let mut w = StreamWriter::try_new(&mut self.frame, &batch.schema()).map_err(to_io)?;
             w.write(batch).map_err(to_io)?;
             w.finish().map_err(to_io)?;
         }
+        self.write_frame()
+    }
+
+    /// Appends a checkpoint: the row groups described by `footer` (a Parquet footer) are in
+    /// the `.partial`, which holds them all up to byte `end`.
+    pub(crate) fn checkpoint(&mut self, end: u64, footer: &[u8]) -> io::Result<()> {
+        self.frame.clear();
+        self.frame.resize(FRAME_HEAD, 0);
+        self.frame.push(CHECKPOINT);
+        self.frame.extend_from_slice(&end.to_le_bytes());
+        self.frame.extend_from_slice(footer);
+        self.write_frame()
+    }
+
+    /// Fills in the frame head and writes the frame. On an error the log is cut back to its
+    /// last complete frame where possible; a short frame left behind is ignored by [`read`]
+    /// anyway.
+    fn write_frame(&mut self) -> io::Result<()> {
         let payload = self.frame.get(FRAME_HEAD..).unwrap_or_default();
         let (len, crc) = (payload.len() as u64, crc32fast::hash(payload));
         self.frame[..8].copy_from_slice(&len.to_le_bytes());
@@ -86,6 +128,15 @@ fn to_io(e: ArrowError) -> io::Error {
     io::Error::other(format!("encoding a write-ahead log frame: {e}"))
 }
 
+/// One complete frame, as [`read`] hands it over.
+#[derive(Debug)]
+pub(crate) enum Entry {
+    /// A batch of the open row group.
+    Batch(RecordBatch),
+    /// Row groups closed since the previous checkpoint, all in the `.partial` up to `end`.
+    Checkpoint { end: u64, metadata: ParquetMetaData },
+}
+
 /// What [`read`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct WalSummary {
@@ -95,11 +146,11 @@ pub(crate) struct WalSummary {
     pub(crate) torn: Option<String>,
 }
 
-/// Hands every complete frame's batches to `each`, in order, and stops at the first short or
-/// damaged frame. Errors: the log cannot be read or lacks the header, or `each` failed.
+/// Hands every complete frame to `each`, in order, and stops at the first short or damaged
+/// frame. Errors: the log cannot be read or lacks the header, or `each` failed.
 pub(crate) fn read(
     path: &Path,
-    mut each: impl FnMut(RecordBatch) -> io::Result<()>,
+    mut each: impl FnMut(Entry) -> io::Result<()>,
 ) -> io::Result<WalSummary> {
     let file = File::open(path)?;
     let total = file.metadata()?.len();
@@ -107,12 +158,16 @@ pub(crate) fn read(
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: no log header: {e}", path.display())))?;
-    if &magic != MAGIC {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: not a Tollgate write-ahead log", path.display()),
-        ));
-    }
+    let v1 = match &magic {
+        m if m == MAGIC => false,
+        m if m == MAGIC_V1 => true,
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a Tollgate write-ahead log", path.display()),
+            ))
+        }
+    };
     let mut at = MAGIC.len() as u64;
     let mut summary = WalSummary::default();
     let mut payload = Vec::new();
@@ -151,23 +206,67 @@ pub(crate) fn read(
             summary.torn = Some(format!("frame at byte {at}: checksum mismatch"));
             return Ok(summary);
         }
-        let batches = match decode(&payload) {
-            Ok(b) => b,
+        let entries = if v1 {
+            decode_batches(&payload)
+        } else {
+            decode(&payload)
+        };
+        let entries = match entries {
+            Ok(e) => e,
             Err(e) => {
                 summary.torn = Some(format!("frame at byte {at}: {e}"));
                 return Ok(summary);
             }
         };
-        for b in batches {
-            each(b)?;
+        for entry in entries {
+            each(entry)?;
         }
         summary.frames += 1;
         at += FRAME_HEAD as u64 + len as u64;
     }
 }
 
-fn decode(payload: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
-    StreamReader::try_new(payload, None)?.collect()
+fn decode(payload: &[u8]) -> Result<Vec<Entry>, String> {
+    match payload.split_first() {
+        Some((&BATCH, rest)) => decode_batches(rest),
+        Some((&CHECKPOINT, rest)) => {
+            let (end, footer) = rest
+                .split_first_chunk::<8>()
+                .ok_or("checkpoint cut short")?;
+            Ok(vec![Entry::Checkpoint {
+                end: u64::from_le_bytes(*end),
+                metadata: decode_footer(footer)?,
+            }])
+        }
+        Some((kind, _)) => Err(format!("unknown frame kind {kind:#04x}")),
+        None => Err("empty frame".into()),
+    }
+}
+
+fn decode_batches(payload: &[u8]) -> Result<Vec<Entry>, String> {
+    StreamReader::try_new(payload, None)
+        .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+        .map(|batches| batches.into_iter().map(Entry::Batch).collect())
+        .map_err(|e| e.to_string())
+}
+
+/// The metadata of a Parquet footer (FileMetaData, its length, "PAR1").
+fn decode_footer(footer: &[u8]) -> Result<ParquetMetaData, String> {
+    let split = footer
+        .len()
+        .checked_sub(FOOTER_TAIL)
+        .ok_or("checkpoint footer cut short")?;
+    let (metadata, tail) = footer.split_at(split);
+    let tail: &[u8; FOOTER_TAIL] = tail.try_into().map_err(|_| "checkpoint footer cut short")?;
+    let len = ParquetMetaDataReader::decode_footer_tail(tail)
+        .map_err(|e| format!("checkpoint footer: {e}"))?
+        .metadata_length();
+    let start = metadata
+        .len()
+        .checked_sub(len)
+        .ok_or("checkpoint footer: length exceeds the frame")?;
+    ParquetMetaDataReader::decode_metadata(metadata.get(start..).unwrap_or_default())
+        .map_err(|e| format!("checkpoint footer: {e}"))
 }
 
 #[cfg(test)]
@@ -176,6 +275,8 @@ mod tests {
 
     use arrow::array::{Int32Array, RecordBatch};
     use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::ParquetMetaDataWriter;
 
     use super::*;
 
@@ -184,14 +285,50 @@ mod tests {
         RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(vec![v, v + 1]))]).unwrap()
     }
 
-    fn read_all(path: &Path) -> (Vec<RecordBatch>, WalSummary) {
+    /// What the frames say, with checkpoints as (end, rows in their row groups).
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Batch(RecordBatch),
+        Checkpoint(u64, i64),
+    }
+
+    fn read_all(path: &Path) -> (Vec<Seen>, WalSummary) {
         let mut got = Vec::new();
-        let summary = read(path, |b| {
-            got.push(b);
+        let summary = read(path, |e| {
+            got.push(match e {
+                Entry::Batch(b) => Seen::Batch(b),
+                Entry::Checkpoint { end, metadata } => Seen::Checkpoint(
+                    end,
+                    metadata.row_groups().iter().map(|rg| rg.num_rows()).sum(),
+                ),
+            });
             Ok(())
         })
         .unwrap();
         (got, summary)
+    }
+
+    /// A footer holding one row group of `rows` rows.
+    fn footer(rows: i32) -> Vec<u8> {
+        let mut w = ArrowWriter::try_new(Vec::new(), batch(0).schema(), None).unwrap();
+        let values: Vec<i32> = (0..rows).collect();
+        let b = RecordBatch::try_new(batch(0).schema(), vec![Arc::new(Int32Array::from(values))])
+            .unwrap();
+        w.write(&b).unwrap();
+        w.flush().unwrap();
+        let rg = w.flushed_row_groups().to_vec();
+        let fm = parquet::file::metadata::FileMetaData::new(
+            1,
+            i64::from(rows),
+            None,
+            None,
+            rg[0].schema_descr_ptr(),
+            None,
+        );
+        let md = ParquetMetaData::new(fm, rg);
+        let mut out = Vec::new();
+        ParquetMetaDataWriter::new(&mut out, &md).finish().unwrap();
+        out
     }
 
     #[test]
@@ -200,20 +337,36 @@ mod tests {
         let path = dir.path().join("x.wal");
         let mut wal = Wal::create(&path).unwrap();
         wal.append(&batch(1)).unwrap();
+        wal.checkpoint(1234, &footer(7)).unwrap();
         wal.append(&batch(10)).unwrap();
-        let two = wal.len();
+        let three = wal.len();
         wal.append(&batch(20)).unwrap();
         drop(wal);
         let (got, summary) = read_all(&path);
-        assert_eq!(got, vec![batch(1), batch(10), batch(20)]);
+        assert_eq!(
+            got,
+            vec![
+                Seen::Batch(batch(1)),
+                Seen::Checkpoint(1234, 7),
+                Seen::Batch(batch(10)),
+                Seen::Batch(batch(20))
+            ]
+        );
         assert_eq!(summary.torn, None);
+        let first_three = || {
+            vec![
+                Seen::Batch(batch(1)),
+                Seen::Checkpoint(1234, 7),
+                Seen::Batch(batch(10)),
+            ]
+        };
 
-        // Cut the last frame short anywhere: the first two survive.
+        // Cut the last frame short anywhere: the first three survive.
         let full = std::fs::read(&path).unwrap();
-        for cut in [two as usize + 3, two as usize + 20, full.len() - 1] {
+        for cut in [three as usize + 3, three as usize + 20, full.len() - 1] {
             std::fs::write(&path, &full[..cut]).unwrap();
             let (got, summary) = read_all(&path);
-            assert_eq!(got, vec![batch(1), batch(10)], "cut at {cut}");
+            assert_eq!(got, first_three(), "cut at {cut}");
             assert!(summary.torn.is_some());
         }
 
@@ -223,11 +376,32 @@ mod tests {
         damaged[last] ^= 0x55;
         std::fs::write(&path, &damaged).unwrap();
         let (got, summary) = read_all(&path);
-        assert_eq!(got, vec![batch(1), batch(10)]);
+        assert_eq!(got, first_three());
         assert_eq!(
             summary.torn.as_deref(),
-            Some(format!("frame at byte {two}: checksum mismatch").as_str())
+            Some(format!("frame at byte {three}: checksum mismatch").as_str())
         );
+    }
+
+    #[test]
+    fn logs_of_the_first_format_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.wal");
+        let mut bytes = MAGIC_V1.to_vec();
+        for v in [1, 10] {
+            let mut payload = Vec::new();
+            let mut w = StreamWriter::try_new(&mut payload, &batch(v).schema()).unwrap();
+            w.write(&batch(v)).unwrap();
+            w.finish().unwrap();
+            drop(w);
+            bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            bytes.extend_from_slice(&payload);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let (got, summary) = read_all(&path);
+        assert_eq!(got, vec![Seen::Batch(batch(1)), Seen::Batch(batch(10))]);
+        assert_eq!(summary.torn, None);
     }
 
     #[test]

@@ -1,58 +1,81 @@
 //! Record stage, one archive file being written: its Parquet `.partial`, its write-ahead log,
 //! and the close that makes it a complete `.parquet`.
 //!
-//! Every batch goes first to the log (so it survives a kill) and then to the Parquet writer,
-//! which encodes and compresses row groups into the `.partial`. Closing writes the footer,
-//! fsyncs, renames `.partial` to `.parquet`, then deletes the log: at any instant either the
-//! log or the complete file holds every logged batch, which is what [`super::recover`] relies
-//! on.
+//! A batch that closes a row group (the open row group then holds 8 MiB of payload or 64 Ki
+//! events, which under load is every batch) is encoded, written to the `.partial` with its row
+//! group and made durable by a checkpoint in the log: the row groups' end and metadata. A
+//! smaller batch is first logged whole, then waits in the Parquet writer's open row group.
+//! Either way every batch reaches the operating system before [`ArchiveFile::append`] returns,
+//! and under load its bytes are written once, compressed: logging every batch whole cost as
+//! much CPU again as compressing it (the kernel copying it into fresh page-cache pages, Arrow
+//! IPC encoding).
+//!
+//! Closing writes the footer, fsyncs, renames `.partial` to `.parquet`, then deletes the log:
+//! at any instant the complete file, or the `.partial` up to its last checkpoint plus the
+//! batches logged after it, hold every batch, which is what [`super::recover`] relies on.
 
 use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::metadata::{
+    FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataWriter, RowGroupMetaData,
+};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::layout::FilePaths;
 use super::schema::{FORMAT_KEY, FORMAT_VERSION};
 use super::wal::Wal;
 
-/// A row group is closed past this many bytes of buffered, encoded data, bounding the
-/// recorder's memory per open file.
-const ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
+/// A row group is closed once the batches in it hold this much payload (see
+/// [`super::schema::BatchBuilder::payload`]; a batch sealed for its size holds as much) ...
+const ROW_GROUP_PAYLOAD: usize = 8 * 1024 * 1024;
+/// ... or this many events.
+const ROW_GROUP_EVENTS: usize = 64 * 1024;
+/// Rows per row group in any file (recovery's rebuilds included).
+const MAX_ROW_GROUP_EVENTS: usize = 128 * 1024;
+/// A rebuilt file closes a row group past this many bytes of buffered, encoded data, bounding
+/// memory.
+pub(crate) const REBUILD_ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
+/// Zeros written after a checkpointed row group to push it through the Parquet writer's
+/// internal buffer (8 KiB, which a write of at least its size passes through; see
+/// [`ArchiveFile::checkpoint`]).
+const PADDING: [u8; 8 * 1024] = [0; 8 * 1024];
 
-/// How the archive's Parquet files are written: zstd, row groups of up to 128 Ki events,
-/// page statistics (for DuckDB's pruning) except on the bulky result rows.
+/// How the archive's Parquet files are written: zstd, row groups of up to 128 Ki events, page
+/// statistics (for DuckDB's pruning on time, session, principal, ...) except on long free text
+/// nobody filters by range, and no dictionary for the bulky, rarely repeated result rows.
 pub(crate) fn writer_properties() -> WriterProperties {
-    let rows = ColumnPath::new(vec![
-        "result_rows".into(),
-        "list".into(),
-        "item".into(),
-        "list".into(),
-        "item".into(),
-    ]);
-    WriterProperties::builder()
+    let path = |parts: &[&str]| ColumnPath::new(parts.iter().map(|p| (*p).to_owned()).collect());
+    let rows = path(&["result_rows", "list", "item", "list", "item"]);
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_size(128 * 1024)
-        .set_column_statistics_enabled(
-            rows.clone(),
-            parquet::file::properties::EnabledStatistics::None,
-        )
-        .set_column_dictionary_enabled(rows, false)
+        .set_max_row_group_size(MAX_ROW_GROUP_EVENTS)
+        .set_column_dictionary_enabled(rows.clone(), false)
         .set_created_by(format!("tollgate {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![KeyValue::new(
             FORMAT_KEY.to_owned(),
             FORMAT_VERSION.to_owned(),
-        )]))
-        .build()
+        )]));
+    for column in [
+        rows,
+        path(&["statement"]),
+        path(&["params", "list", "item"]),
+        path(&["fingerprint"]),
+        path(&["reason"]),
+        path(&["error"]),
+        path(&["rows_error"]),
+    ] {
+        props = props.set_column_statistics_enabled(column, EnabledStatistics::None);
+    }
+    props.build()
 }
 
 pub(crate) fn parquet_io(what: &str, path: &Path, e: ParquetError) -> io::Error {
@@ -75,11 +98,92 @@ pub(crate) enum AppendError {
     Logged(io::Error),
 }
 
+/// The `.partial` under the Parquet writer, counting the bytes that reached it (the writer
+/// keeps a buffer of its own in front).
+pub(crate) struct Sink {
+    out: BufWriter<File>,
+    accepted: u64,
+}
+
+impl Sink {
+    pub(crate) fn new(file: File) -> Sink {
+        Sink {
+            out: BufWriter::with_capacity(1 << 20, file),
+            accepted: 0,
+        }
+    }
+
+    /// Flushes and returns the file.
+    pub(crate) fn into_file(self) -> io::Result<File> {
+        self.out
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.accepted += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The file-level part of the footers that checkpoints carry: what the Parquet writer puts in
+/// the footer it writes at close.
+pub(crate) struct FooterParts {
+    version: i32,
+    created_by: Option<String>,
+    key_value: Option<Vec<KeyValue>>,
+}
+
+impl FooterParts {
+    pub(crate) fn new(schema: &SchemaRef) -> FooterParts {
+        let mut props = writer_properties();
+        add_encoded_arrow_schema_to_metadata(schema, &mut props);
+        FooterParts {
+            version: props.writer_version().as_num(),
+            created_by: props.created_by().to_owned().into(),
+            key_value: props.key_value_metadata().cloned(),
+        }
+    }
+
+    /// A footer (FileMetaData, its length, "PAR1") holding `row_groups`, with the file-level
+    /// fields of `self`. Empty when there are no row groups.
+    pub(crate) fn footer(&self, row_groups: &[RowGroupMetaData]) -> Result<Vec<u8>, ParquetError> {
+        let Some(first) = row_groups.first() else {
+            return Ok(Vec::new());
+        };
+        let file = FileMetaData::new(
+            self.version,
+            row_groups.iter().map(RowGroupMetaData::num_rows).sum(),
+            self.created_by.clone(),
+            self.key_value.clone(),
+            first.schema_descr_ptr(),
+            None,
+        );
+        let metadata = ParquetMetaData::new(file, row_groups.to_vec());
+        let mut out = Vec::new();
+        ParquetMetaDataWriter::new(&mut out, &metadata).finish()?;
+        Ok(out)
+    }
+}
+
 /// An archive file being written.
 pub(crate) struct ArchiveFile {
     pub(crate) paths: FilePaths,
     wal: Wal,
-    parquet: ArrowWriter<BufWriter<File>>,
+    parquet: ArrowWriter<Sink>,
+    footer: FooterParts,
+    /// Row groups of `parquet` already in a checkpoint.
+    checkpointed: usize,
+    /// Payload and events of the batches in the open row group.
+    open_payload: usize,
+    open_events: usize,
     opened: Instant,
     last_write: Instant,
 }
@@ -93,12 +197,8 @@ impl ArchiveFile {
         }
         let wal = Wal::create(&paths.wal)?;
         let created = File::create(&paths.partial).and_then(|file| {
-            ArrowWriter::try_new(
-                BufWriter::with_capacity(1 << 20, file),
-                schema.clone(),
-                Some(writer_properties()),
-            )
-            .map_err(|e| parquet_io("starting", &paths.partial, e))
+            ArrowWriter::try_new(Sink::new(file), schema.clone(), Some(writer_properties()))
+                .map_err(|e| parquet_io("starting", &paths.partial, e))
         });
         let parquet = match created {
             Ok(p) => p,
@@ -113,28 +213,96 @@ impl ArchiveFile {
             paths,
             wal,
             parquet,
+            footer: FooterParts::new(schema),
+            checkpointed: 0,
+            open_payload: 0,
+            open_events: 0,
             opened: now,
             last_write: now,
         })
     }
 
-    /// Logs the batch, then hands it to the Parquet writer.
-    pub(crate) fn append(&mut self, batch: &RecordBatch) -> Result<(), AppendError> {
+    /// Writes one batch holding `payload` bytes of payload. A batch that fills the open row
+    /// group closes it and is made durable by the checkpoint; any other is logged first.
+    pub(crate) fn append(
+        &mut self,
+        batch: &RecordBatch,
+        payload: usize,
+    ) -> Result<(), AppendError> {
+        let events = batch.num_rows();
+        self.last_write = Instant::now();
+        if self.open_payload + payload >= ROW_GROUP_PAYLOAD
+            || self.open_events + events >= ROW_GROUP_EVENTS
+        {
+            // Until the checkpoint is written the batch is nowhere durable: a failure leaves
+            // the file as its last checkpoint and the log say, without this batch.
+            self.parquet
+                .write(batch)
+                .and_then(|()| self.parquet.flush())
+                .map_err(|e| {
+                    AppendError::NotLogged(parquet_io("writing", &self.paths.partial, e))
+                })?;
+            return self.checkpoint().map_err(AppendError::NotLogged);
+        }
         self.wal.append(batch).map_err(|e| {
             AppendError::NotLogged(io::Error::new(
                 e.kind(),
                 format!("writing {}: {e}", self.paths.wal.display()),
             ))
         })?;
-        self.last_write = Instant::now();
         self.parquet
             .write(batch)
             .map_err(|e| AppendError::Logged(parquet_io("writing", &self.paths.partial, e)))?;
-        if self.parquet.in_progress_size() > ROW_GROUP_BYTES {
-            self.parquet
-                .flush()
-                .map_err(|e| AppendError::Logged(parquet_io("writing", &self.paths.partial, e)))?;
+        self.open_payload += payload;
+        self.open_events += events;
+        Ok(())
+    }
+
+    /// Hands the row groups flushed since the last checkpoint to the operating system and logs
+    /// a checkpoint for them.
+    fn checkpoint(&mut self) -> io::Result<()> {
+        let end = self.parquet.bytes_written() as u64;
+        // The Parquet writer keeps the row group's last bytes in a buffer that it flushes only
+        // at close and that no call reaches; a write at least as long as that buffer pushes
+        // them out and goes straight through itself. The zeros it leaves between row groups
+        // are never read (readers find column chunks by their offsets in the footer), and
+        // recovery cuts them off.
+        let at_partial = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("writing {}: {e}", self.paths.partial.display()),
+            )
+        };
+        let mut pad = PADDING.len();
+        while self.parquet.inner().accepted < end {
+            // Should that buffer ever be larger, a longer write (in one piece) gets through.
+            let written = match pad {
+                p if p == PADDING.len() => self.parquet.write_all(&PADDING),
+                p if p <= 1 << 20 => self.parquet.write_all(&vec![0; p]),
+                _ => Err(io::Error::other(
+                    "the Parquet writer holds back more than 1 MiB",
+                )),
+            };
+            written.map_err(at_partial)?;
+            pad *= 2;
         }
+        self.parquet.inner_mut().flush().map_err(at_partial)?;
+        let flushed = self.parquet.flushed_row_groups();
+        let footer = self
+            .footer
+            .footer(flushed.get(self.checkpointed..).unwrap_or_default())
+            .map_err(|e| parquet_io("checkpointing", &self.paths.partial, e))?;
+        if !footer.is_empty() {
+            self.wal.checkpoint(end, &footer).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("writing {}: {e}", self.paths.wal.display()),
+                )
+            })?;
+        }
+        self.checkpointed = flushed.len();
+        self.open_payload = 0;
+        self.open_events = 0;
         Ok(())
     }
 
@@ -155,8 +323,8 @@ impl ArchiveFile {
     }
 
     /// Writes the footer, fsyncs, renames to `.parquet`, deletes the log. On an error the
-    /// file is left for [`super::recover`] (its log still holds every batch), and its paths
-    /// are returned with the error.
+    /// file is left for [`super::recover`] (its checkpoints and log still hold every batch),
+    /// and its paths are returned with the error.
     pub(crate) fn close(self) -> Result<FilePaths, (FilePaths, io::Error)> {
         let ArchiveFile {
             paths,
@@ -168,34 +336,33 @@ impl ArchiveFile {
         let done = parquet
             .into_inner()
             .map_err(|e| parquet_io("closing", &paths.partial, e))
-            .and_then(|buf| buf.into_inner().map_err(io::IntoInnerError::into_error))
+            .and_then(Sink::into_file)
             .and_then(|file| file.sync_all());
-        match done.and_then(|()| publish(&paths)) {
+        match done.and_then(|()| publish(&paths, &paths.partial)) {
             Ok(()) => Ok(paths),
             Err(e) => Err((paths, e)),
         }
     }
 }
 
-/// Renames a finished, synced `.partial` to its complete name and deletes the log.
-pub(crate) fn publish(paths: &FilePaths) -> io::Result<()> {
-    std::fs::rename(&paths.partial, &paths.complete).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("renaming {}: {e}", paths.partial.display()),
-        )
-    })?;
+/// Renames a finished, synced file (`from`: the `.partial`, or recovery's rebuild) to its
+/// complete name and deletes the log and the `.partial`.
+pub(crate) fn publish(paths: &FilePaths, from: &Path) -> io::Result<()> {
+    std::fs::rename(from, &paths.complete)
+        .map_err(|e| io::Error::new(e.kind(), format!("renaming {}: {e}", from.display())))?;
     if let Some(dir) = paths.complete.parent() {
         // Make the rename itself durable; best effort, the data is safe either way.
         let _ = File::open(dir).and_then(|d| d.sync_all());
     }
-    match std::fs::remove_file(&paths.wal) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => {
-            // The complete file is in place; the next start deletes the stale log.
-            tracing::warn!(wal = %paths.wal.display(), error = %e, "record: could not delete a write-ahead log");
-            Ok(())
+    for leftover in [&paths.wal, &paths.partial] {
+        match std::fs::remove_file(leftover) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                // The complete file is in place; the next start deletes the leftover.
+                tracing::warn!(file = %leftover.display(), error = %e, "record: could not delete a leftover of a complete file");
+            }
         }
     }
+    Ok(())
 }

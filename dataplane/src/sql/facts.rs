@@ -289,10 +289,6 @@ fn split(sql: &str, dialect: Dialect) -> Vec<Piece> {
                 _ => {}
             }
         }
-        if code.is_empty() {
-            // A piece is at most the rest of the text, plus a space where a comment was.
-            code.reserve(sql.len().saturating_sub(t.start).saturating_add(8));
-        }
         if let Some((prev_kind, prev_end)) = prev {
             if prev_end != t.start || (prev_kind == Tok::Op && t.kind == Tok::Op) {
                 code.push(' ');
