@@ -98,7 +98,7 @@ impl RegoVM {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
 
-                if a == &Value::Undefined || b == &Value::Undefined {
+                if matches!(a, Value::Undefined) || matches!(b, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -111,7 +111,7 @@ impl RegoVM {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
 
-                if a == &Value::Undefined || b == &Value::Undefined {
+                if matches!(a, Value::Undefined) || matches!(b, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -124,7 +124,7 @@ impl RegoVM {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
 
-                if a == &Value::Undefined || b == &Value::Undefined {
+                if matches!(a, Value::Undefined) || matches!(b, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -137,7 +137,7 @@ impl RegoVM {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
 
-                if a == &Value::Undefined || b == &Value::Undefined {
+                if matches!(a, Value::Undefined) || matches!(b, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -150,7 +150,7 @@ impl RegoVM {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
 
-                if a == &Value::Undefined || b == &Value::Undefined {
+                if matches!(a, Value::Undefined) || matches!(b, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -174,7 +174,7 @@ impl RegoVM {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
 
-                if a == &Value::Undefined || b == &Value::Undefined {
+                if matches!(a, Value::Undefined) || matches!(b, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -186,7 +186,7 @@ impl RegoVM {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
 
-                if a == &Value::Undefined || b == &Value::Undefined {
+                if matches!(a, Value::Undefined) || matches!(b, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -198,7 +198,7 @@ impl RegoVM {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
 
-                if a == &Value::Undefined || b == &Value::Undefined {
+                if matches!(a, Value::Undefined) || matches!(b, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -219,7 +219,7 @@ impl RegoVM {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
 
-                if a == &Value::Undefined || b == &Value::Undefined {
+                if matches!(a, Value::Undefined) || matches!(b, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -240,7 +240,7 @@ impl RegoVM {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
 
-                if a == &Value::Undefined || b == &Value::Undefined {
+                if matches!(a, Value::Undefined) || matches!(b, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -261,7 +261,7 @@ impl RegoVM {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
 
-                if a == &Value::Undefined || b == &Value::Undefined {
+                if matches!(a, Value::Undefined) || matches!(b, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -282,7 +282,7 @@ impl RegoVM {
                 let left_value = self.get_register(left)?;
                 let right_value = self.get_register(right)?;
 
-                if left_value == &Value::Undefined || right_value == &Value::Undefined {
+                if matches!(left_value, Value::Undefined) || matches!(right_value, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -304,7 +304,7 @@ impl RegoVM {
                 let left_value = self.get_register(left)?;
                 let right_value = self.get_register(right)?;
 
-                if left_value == &Value::Undefined || right_value == &Value::Undefined {
+                if matches!(left_value, Value::Undefined) || matches!(right_value, Value::Undefined) {
                     self.set_register(dest, Value::Undefined)?;
                     return Ok(InstructionOutcome::Continue);
                 }
@@ -335,7 +335,7 @@ impl RegoVM {
             AssertEq { left, right } => {
                 let a = self.get_register(left)?;
                 let b = self.get_register(right)?;
-                let passed = a != &Value::Undefined && b != &Value::Undefined && a == b;
+                let passed = !matches!(a, Value::Undefined) && !matches!(b, Value::Undefined) && a == b;
                 self.handle_condition(passed)?;
                 Ok(InstructionOutcome::Continue)
             }
@@ -469,7 +469,7 @@ impl RegoVM {
                 let params = program
                     .instruction_data
                     .get_object_create_params(params_index)
-                    .ok_or(VmError::InvalidObjectCreateParams {
+                    .ok_or_else(||VmError::InvalidObjectCreateParams {
                         index: params_index,
                         pc: self.pc,
                         available: program.instruction_data.object_create_params.len(),
@@ -501,7 +501,7 @@ impl RegoVM {
                     let mut obj_value = program
                         .literals
                         .get(usize::from(params.template_literal_idx))
-                        .ok_or(VmError::InvalidTemplateLiteralIndex {
+                        .ok_or_else(||VmError::InvalidTemplateLiteralIndex {
                             index: params.template_literal_idx,
                             pc: self.pc,
                             available: program.literals.len(),
@@ -611,7 +611,7 @@ impl RegoVM {
                 // `field('alias[*].property')` collection semantics where
                 // absent nested properties are excluded from the collected
                 // array.
-                if self.get_register(value)? == &Value::Undefined {
+                if matches!(self.get_register(value)?, Value::Undefined) {
                     return Ok(InstructionOutcome::Continue);
                 }
 
@@ -778,7 +778,7 @@ impl RegoVM {
                 let loop_params = program
                     .instruction_data
                     .get_loop_params(params_index)
-                    .ok_or(VmError::InvalidLoopParams {
+                    .ok_or_else(||VmError::InvalidLoopParams {
                         index: params_index,
                         pc: self.pc,
                         available: loop_params_len,
@@ -1112,34 +1112,36 @@ impl RegoVM {
                 let params = program
                     .instruction_data
                     .get_chained_index_params(params_index)
-                    .ok_or(VmError::InvalidChainedIndexParams {
+                    .ok_or_else(||VmError::InvalidChainedIndexParams {
                         index: params_index,
                         pc: self.pc,
                         available: program.instruction_data.chained_index_params.len(),
                     })?;
 
-                let mut current_value = self.get_register(params.root)?.clone();
+                // TOLLGATE PATCH (4): walk the path by reference and clone only the value
+                // found, instead of cloning the root, every key and every step.
+                let mut current_value = self.get_register(params.root)?;
 
                 for component in &params.path_components {
                     let key_value = match *component {
                         LiteralOrRegister::Literal(idx) => program
                             .literals
                             .get(usize::from(idx))
-                            .ok_or(VmError::LiteralIndexOutOfBounds {
+                            .ok_or_else(|| VmError::LiteralIndexOutOfBounds {
                                 index: idx,
                                 pc: self.pc,
-                            })?
-                            .clone(),
-                        LiteralOrRegister::Register(reg) => self.get_register(reg)?.clone(),
+                            })?,
+                        LiteralOrRegister::Register(reg) => self.get_register(reg)?,
                     };
 
-                    current_value = current_value[&key_value].clone();
+                    current_value = &current_value[key_value];
 
-                    if current_value == Value::Undefined {
+                    if matches!(*current_value, Value::Undefined) {
                         break;
                     }
                 }
 
+                let current_value = current_value.clone();
                 self.set_register(params.dest, current_value)?;
                 Ok(InstructionOutcome::Continue)
             }
@@ -1151,7 +1153,7 @@ impl RegoVM {
                 let params = program
                     .instruction_data
                     .get_comprehension_begin_params(params_index)
-                    .ok_or(VmError::InvalidComprehensionBeginParams {
+                    .ok_or_else(||VmError::InvalidComprehensionBeginParams {
                         index: params_index,
                         pc: self.pc,
                         available: program.instruction_data.comprehension_begin_params.len(),

@@ -321,7 +321,7 @@ impl RegoVM {
 
         // Resize registers to match program requirements
         self.registers.clear();
-        self.registers.resize(dispatch_size, Value::Undefined);
+        self.registers.resize_with(dispatch_size, || Value::Undefined);
 
         // Initialize rule cache
         self.rule_cache = vec![(false, Value::Undefined); program.rule_infos.len()];
@@ -354,7 +354,7 @@ impl RegoVM {
         self.base_register_count = count.max(1); // Ensure at least 1 register
         if !self.registers.is_empty() {
             self.registers
-                .resize(self.base_register_count, Value::Undefined);
+                .resize_with(self.base_register_count, || Value::Undefined);
         }
     }
 
@@ -1016,7 +1016,7 @@ impl RegoVM {
     pub(super) fn get_register(&self, index: u8) -> Result<&Value> {
         self.registers
             .get(usize::from(index))
-            .ok_or(VmError::RegisterIndexOutOfBounds {
+            .ok_or_else(||VmError::RegisterIndexOutOfBounds {
                 index,
                 pc: self.pc,
                 register_count: self.registers.len(),
@@ -1031,7 +1031,7 @@ impl RegoVM {
     pub(super) fn take_register(&mut self, index: u8) -> Result<Value> {
         let register_count = self.registers.len();
 
-        let slot = self.registers.get_mut(usize::from(index)).ok_or(
+        let slot = self.registers.get_mut(usize::from(index)).ok_or_else(||
             VmError::RegisterIndexOutOfBounds {
                 index,
                 pc: self.pc,
@@ -1046,7 +1046,7 @@ impl RegoVM {
     pub(super) fn set_register(&mut self, index: u8, value: Value) -> Result<()> {
         let register_count = self.registers.len();
 
-        let slot = self.registers.get_mut(usize::from(index)).ok_or(
+        let slot = self.registers.get_mut(usize::from(index)).ok_or_else(||
             VmError::RegisterIndexOutOfBounds {
                 index,
                 pc: self.pc,
@@ -1124,7 +1124,7 @@ impl RegoVM {
             });
         }
         // SAFETY: we just ensured it's Some above
-        self.dummy_span.as_ref().ok_or(VmError::Internal {
+        self.dummy_span.as_ref().ok_or_else(||VmError::Internal {
             message: String::from("dummy span not initialized"),
             pc: self.pc,
         })

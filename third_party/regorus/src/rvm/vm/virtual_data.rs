@@ -52,7 +52,7 @@ impl RegoVM {
             return Ok(());
         };
 
-        if *target == Value::Undefined {
+        if matches!(*target, Value::Undefined) {
             *target = Value::new_object();
         }
 
@@ -153,7 +153,7 @@ impl RegoVM {
                         let result =
                             self.registers
                                 .pop()
-                                .ok_or(VmError::RegisterIndexOutOfBounds {
+                                .ok_or_else(||VmError::RegisterIndexOutOfBounds {
                                     index: temp_reg,
                                     pc: self.pc,
                                     register_count,
@@ -204,37 +204,38 @@ impl RegoVM {
     }
 
     pub(super) fn execute_virtual_data_document_lookup(&mut self, params_index: u16) -> Result<()> {
-        let params = self
-            .program
+        // TOLLGATE PATCH (5): borrow the parameters through a clone of the program's `Arc`
+        // instead of cloning them (their path is a `Vec`), and find the rule tree's "data"
+        // root without allocating a key string on every lookup.
+        let program = self.program.clone();
+        let params = program
             .instruction_data
             .get_virtual_data_document_lookup_params(params_index)
-            .ok_or(VmError::InvalidVirtualDataDocumentLookupParams {
+            .ok_or_else(|| VmError::InvalidVirtualDataDocumentLookupParams {
                 index: params_index,
                 pc: self.pc,
-                available: self
-                    .program
+                available: program
                     .instruction_data
                     .virtual_data_document_lookup_params
                     .len(),
-            })?
-            .clone();
+            })?;
 
-        let mut current_node = &self.program.rule_tree["data"];
+        let mut current_node = data_root(&program.rule_tree);
         let mut data_ref = &self.data;
         let mut string_fallback_indices = Vec::new();
         let mut components_consumed = 0;
 
         for (i, component) in params.path_components.iter().enumerate() {
-            let mut key_value = self.literal_or_register_value(component)?;
+            let key_value = self.literal_or_register_ref(component)?;
 
-            let mut rule_child = &current_node[&key_value];
-            let mut data_child = &data_ref[&key_value];
-            if *rule_child == Value::Undefined
-                && *data_child == Value::Undefined
-                && matches!(key_value, Value::Number(_))
+            let mut rule_child = &current_node[key_value];
+            let mut data_child = &data_ref[key_value];
+            if matches!(*rule_child, Value::Undefined)
+                && matches!(*data_child, Value::Undefined)
+                && matches!(*key_value, Value::Number(_))
             {
                 string_fallback_indices.push(i);
-                key_value = Value::from(key_value.to_string());
+                let key_value = Value::from(key_value.to_string());
                 rule_child = &current_node[&key_value];
                 data_child = &data_ref[&key_value];
             }
@@ -264,8 +265,8 @@ impl RegoVM {
                         let mut ref_val = self.get_register(params.dest)?;
 
                         for component in params.path_components.iter().skip(components_consumed) {
-                            let key_value = self.literal_or_register_value(component)?;
-                            ref_val = &ref_val[&key_value];
+                            let key_value = self.literal_or_register_ref(component)?;
+                            ref_val = &ref_val[key_value];
                         }
 
                         let leaf = ref_val.clone();
@@ -281,9 +282,9 @@ impl RegoVM {
             Value::Undefined => {
                 let mut result_ref = data_ref;
                 for component in params.path_components.iter().skip(components_consumed) {
-                    let key_value = self.literal_or_register_value(component)?;
-                    let mut child = &result_ref[&key_value];
-                    if *child == Value::Undefined && matches!(key_value, Value::Number(_)) {
+                    let key_value = self.literal_or_register_ref(component)?;
+                    let mut child = &result_ref[key_value];
+                    if matches!(*child, Value::Undefined) && matches!(*key_value, Value::Number(_)) {
                         let string_key = Value::from(key_value.to_string());
                         child = &result_ref[&string_key];
                     }
@@ -296,9 +297,9 @@ impl RegoVM {
                 let mut result_data_ref = &self.data;
 
                 for component in &params.path_components {
-                    let key_value = self.literal_or_register_value(component)?;
-                    let mut child = &result_data_ref[&key_value];
-                    if *child == Value::Undefined && matches!(key_value, Value::Number(_)) {
+                    let key_value = self.literal_or_register_ref(component)?;
+                    let mut child = &result_data_ref[key_value];
+                    if matches!(*child, Value::Undefined) && matches!(*key_value, Value::Number(_)) {
                         let string_key = Value::from(key_value.to_string());
                         child = &result_data_ref[&string_key];
                     }
@@ -330,13 +331,29 @@ impl RegoVM {
         Ok(())
     }
 
+    /// `source` by reference (TOLLGATE PATCH (5)): a key only compared against needs no clone.
+    fn literal_or_register_ref(&self, source: &LiteralOrRegister) -> Result<&Value> {
+        match *source {
+            LiteralOrRegister::Literal(idx) => {
+                self.program
+                    .literals
+                    .get(usize::from(idx))
+                    .ok_or_else(|| VmError::LiteralIndexOutOfBounds {
+                        index: idx,
+                        pc: self.pc,
+                    })
+            }
+            LiteralOrRegister::Register(reg) => self.get_register(reg),
+        }
+    }
+
     fn literal_or_register_value(&self, source: &LiteralOrRegister) -> Result<Value> {
         let value = match *source {
             LiteralOrRegister::Literal(ref idx) => self
                 .program
                 .literals
                 .get(usize::from(*idx))
-                .ok_or(VmError::LiteralIndexOutOfBounds {
+                .ok_or_else(||VmError::LiteralIndexOutOfBounds {
                     index: *idx,
                     pc: self.pc,
                 })?
@@ -345,5 +362,16 @@ impl RegoVM {
         };
 
         Ok(value)
+    }
+}
+
+/// `rule_tree["data"]` without building the key: the rule tree is an object with string keys.
+fn data_root(rule_tree: &Value) -> &Value {
+    match *rule_tree {
+        Value::Object(ref o) => o
+            .iter()
+            .find(|(k, _)| matches!(*k, Value::String(ref s) if &**s == "data"))
+            .map_or(&Value::Undefined, |(_, v)| v),
+        ref other => &other["data"],
     }
 }

@@ -21,6 +21,7 @@ mod mutate;
 mod serde;
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use alloc::collections::BTreeMap;
 use core::cmp::Ordering;
 use core::fmt;
@@ -93,7 +94,16 @@ impl Object {
     pub fn get(&self, key: &Value) -> Option<&Value> {
         match &self.repr {
             Repr::Empty => None,
-            Repr::Frozen(v) => match v.binary_search_by(|(k, _)| k.cmp(key)) {
+            // TOLLGATE PATCH (7): string keys (nearly every lookup) are compared as strings
+            // directly, in the order `Value::cmp` gives them, without its enum dispatch and
+            // without a `memcmp` call for the short keys policies use.
+            Repr::Frozen(v) => match match *key {
+                Value::String(ref wanted) => v.binary_search_by(|(k, _)| match *k {
+                    Value::String(ref s) => str_order(s, wanted),
+                    ref other => other.cmp(key),
+                }),
+                _ => v.binary_search_by(|(k, _)| k.cmp(key)),
+            } {
                 Ok(i) => Some(&v[i].1),
                 Err(_) => None,
             },
@@ -220,6 +230,27 @@ impl Extend<(Value, Value)> for Object {
     }
 }
 
+impl Object {
+    /// TOLLGATE PATCH (6): an object value straight from entries already sorted by key with
+    /// no duplicate, stored as the `Frozen` slice `into_value` would make of them, without
+    /// building a `BTreeMap` first. The entries come back unchanged when they are not
+    /// strictly sorted, so a caller cannot break the `Frozen` invariant.
+    pub fn from_sorted_entries(
+        entries: Vec<(Value, Value)>,
+    ) -> Result<Value, Vec<(Value, Value)>> {
+        let sorted = entries
+            .iter()
+            .zip(entries.iter().skip(1))
+            .all(|(a, b)| a.0 < b.0);
+        if !sorted {
+            return Err(entries);
+        }
+        Ok(Value::Object(crate::Rc::new(Self {
+            repr: Repr::Frozen(entries.into_boxed_slice()),
+        })))
+    }
+}
+
 impl FromIterator<(Value, Value)> for Object {
     fn from_iter<I: IntoIterator<Item = (Value, Value)>>(iter: I) -> Self {
         let mut o = Object::new();
@@ -247,4 +278,20 @@ impl From<Object> for Value {
     fn from(o: Object) -> Self {
         o.into_value()
     }
+}
+
+/// `a.cmp(b)` for strings (byte order, then length), as `Value::cmp` orders two strings; the
+/// same `Rc` is equal at once. TOLLGATE PATCH (7).
+#[inline]
+fn str_order(a: &crate::Rc<str>, b: &crate::Rc<str>) -> Ordering {
+    if crate::Rc::ptr_eq(a, b) {
+        return Ordering::Equal;
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for (x, y) in a.iter().zip(b.iter()) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
