@@ -15,6 +15,10 @@ use tollgate::policy::{Decider, PolicyStore};
 use tollgate::session::decide::{policy_input, sql_request, Gatekeeper, Verdict};
 use tollgate::sql::Dialect;
 
+/// The allocator the gateway binary runs with (`dataplane/src/main.rs`), so the figures are its.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// pgbench's statements (select-only and TPC-B-like) and everyday statements of other kinds.
 const STATEMENTS: &[(&str, &str)] = &[
     ("pgbench_select", "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;"),
