@@ -11,9 +11,14 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use tollgate::identity::Principal;
+use tollgate::policy::input::SessionInput;
 use tollgate::policy::{Decider, PolicyStore};
-use tollgate::session::decide::{policy_input, sql_request, Gatekeeper, Verdict};
+use tollgate::session::decide::{sql_request_value, Gatekeeper, Verdict};
 use tollgate::sql::Dialect;
+
+/// The allocator the gateway binary runs with (`dataplane/src/main.rs`), so the figures are its.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// pgbench's statements (select-only and TPC-B-like) and everyday statements of other kinds.
 const STATEMENTS: &[(&str, &str)] = &[
@@ -65,27 +70,30 @@ fn decide(c: &mut Criterion) {
     let connection =
         serde_json::json!({"name": "orders", "protocol": "postgres", "labels": {"env": "dev"}});
     let session = serde_json::json!({"client_addr": "127.0.0.1", "application_name": "pgbench"});
+    // Built once per session, as `Gatekeeper` does.
+    let session_input = SessionInput::new(
+        &principal.sub,
+        &principal.groups,
+        &principal.kind,
+        &connection,
+        &session,
+    );
     let mut cold = c.benchmark_group("decide_cold");
     for (name, sql) in STATEMENTS {
         cold.bench_function(*name, |b| {
             b.iter(|| {
-                let input = policy_input(
-                    &principal,
-                    &connection,
-                    &session,
-                    sql_request(black_box(sql)),
-                );
-                engine.decide(&input).is_allow()
+                let input = session_input.document(sql_request_value(black_box(sql)));
+                engine.decide_value(input).is_allow()
             })
         });
     }
     cold.finish();
 
     // Where a cold decision goes, stage by stage, for the first statement: the normaliser's
-    // fingerprint, the sqlparser facts, `input.request` (both, as JSON), the whole input
-    // document, and the Rego evaluation with the decision's conversion on a ready input.
+    // fingerprint, the sqlparser facts, `input.request` (both, as the engine's values), the
+    // whole input document, and the Rego evaluation with the decision's conversion.
     let sql = STATEMENTS[0].1;
-    let input = policy_input(&principal, &connection, &session, sql_request(sql));
+    let input = session_input.document(sql_request_value(sql));
     let mut stages = c.benchmark_group("decide_stages/pgbench_select");
     stages.bench_function("fingerprint", |b| {
         b.iter(|| tollgate::sql::fingerprint(black_box(sql), Dialect::Postgres))
@@ -93,17 +101,17 @@ fn decide(c: &mut Criterion) {
     stages.bench_function("facts", |b| {
         b.iter(|| tollgate::sql::facts(black_box(sql), Dialect::Postgres))
     });
-    stages.bench_function("request", |b| b.iter(|| sql_request(black_box(sql))));
+    stages.bench_function("request", |b| b.iter(|| sql_request_value(black_box(sql))));
     stages.bench_function("input", |b| {
-        let request = sql_request(sql);
+        let request = sql_request_value(sql);
         b.iter_batched(
             || request.clone(),
-            |request| policy_input(&principal, &connection, &session, request),
+            |request| session_input.document(request),
             BatchSize::SmallInput,
         )
     });
     stages.bench_function("evaluate", |b| {
-        b.iter(|| engine.decide(black_box(&input)).is_allow())
+        b.iter(|| engine.decide_value(black_box(input.clone())).is_allow())
     });
     stages.finish();
 

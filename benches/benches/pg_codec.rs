@@ -15,6 +15,10 @@ use tollgate::proto::pg::{
     encode_data_row, frame, BackendMessage, Bind, FieldDescription, Frame, FrontendMessage,
 };
 
+/// The allocator the gateway binary runs with (`dataplane/src/main.rs`), so the figures are its.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const MAX_LEN: usize = 1 << 30;
 
 fn encoded_frontend(m: &FrontendMessage<'_>) -> Vec<u8> {

@@ -12,6 +12,10 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate::policy::{Action, Decider, DecisionCache, EvalPath, PolicySet, PolicyStore};
 
+/// The allocator the gateway binary runs with (`dataplane/src/main.rs`), so the figures are its.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `SELECT abalance FROM pgbench_accounts WHERE aid = $1`, as the analyser describes it.
 fn pgbench_select() -> serde_json::Value {
     serde_json::json!({

@@ -28,6 +28,10 @@ use tollgate::record::{
     Statement, StatementResult,
 };
 
+/// The allocator the gateway binary runs with (`dataplane/src/main.rs`), so the figures are its.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn meta(i: u64) -> Arc<SessionMeta> {
     Arc::new(SessionMeta {
         id: format!("{i:032x}"),

@@ -19,6 +19,10 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use tollgate::sql::{facts, fingerprint, fingerprint_hash, Dialect};
 
+/// The allocator the gateway binary runs with (`dataplane/src/main.rs`), so the figures are its.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PG: Dialect = Dialect::Postgres;
 
 const PGBENCH_SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;";

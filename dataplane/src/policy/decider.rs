@@ -5,9 +5,11 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use regorus::Value;
+
 use super::cache::{DecisionCache, PrincipalKey};
 use super::decision::Decision;
-use super::engine::Engine;
+use super::engine::{input_value, word, Engine};
 use super::store::PolicyStore;
 use crate::record::DecisionInfo;
 
@@ -37,7 +39,7 @@ impl Decider {
 
     /// Decides a request. The key parts (principal subject and groups, connection name,
     /// fingerprint hash) are all a cache lookup needs; `input` builds the full input document
-    /// only on a miss.
+    /// (as JSON) only on a miss.
     pub fn decide<G: AsRef<str>>(
         &mut self,
         sub: &str,
@@ -47,7 +49,11 @@ impl Decider {
         input: impl FnOnce() -> serde_json::Value,
     ) -> Rc<Decision> {
         let who = self.principal_key(sub, groups, connection, 0);
-        self.decide_as(who, fingerprint, input)
+        self.decide_as(who, fingerprint, || {
+            // A JSON document always converts (its numbers are finite); should it not, the
+            // undefined input is denied by every policy that reads it and recorded as such.
+            input_value(&input()).unwrap_or(Value::Undefined)
+        })
     }
 
     /// The session-constant part of the cache key (see [`DecisionCache::principal_key`]).
@@ -62,12 +68,13 @@ impl Decider {
     }
 
     /// Decides a request of the session whose key is `who`: the hot path of a session, which
-    /// hashes only the fingerprint per statement.
+    /// hashes only the fingerprint per statement. `input` builds the input document on a miss
+    /// (see [`super::input`]).
     pub fn decide_as(
         &mut self,
         who: PrincipalKey,
         fingerprint: u64,
-        input: impl FnOnce() -> serde_json::Value,
+        input: impl FnOnce() -> Value,
     ) -> Rc<Decision> {
         if self.store.version() != self.version {
             self.rebuild();
@@ -77,8 +84,9 @@ impl Decider {
             return decision;
         }
         let input = input();
-        let mut decision = self.engine.decide(&input);
-        decision.record = Some(Arc::new(record_info(&decision, &input)));
+        let info = record_info(&input);
+        let mut decision = self.engine.decide_value(input);
+        decision.record = Some(Arc::new(info(&decision)));
         self.cache.insert(key, decision)
     }
 
@@ -107,31 +115,33 @@ impl Decider {
     }
 }
 
-/// What a recording keeps of a decision: the decision and, from its input, the fingerprint
-/// and every table the request names.
-fn record_info(decision: &Decision, input: &serde_json::Value) -> DecisionInfo {
-    let request = &input["request"];
+/// What a recording keeps of a decision: from its input, the fingerprint and every table the
+/// request names (read before the input moves into the engine), then the decision itself.
+fn record_info(input: &Value) -> impl FnOnce(&Decision) -> DecisionInfo {
+    let request = &input[&word("request")];
+    let tables_key = word("tables");
     let mut tables: Vec<String> = Vec::new();
-    if let Some(statements) = request["statements"].as_array() {
+    if let Ok(statements) = request[&word("statements")].as_array() {
         for table in statements
             .iter()
-            .filter_map(|s| s["tables"].as_array())
+            .filter_map(|s| s[&tables_key].as_array().ok())
             .flatten()
-            .filter_map(|t| t.as_str())
+            .filter_map(|t| t.as_string().ok())
         {
-            if !tables.iter().any(|seen| seen == table) {
-                tables.push(table.to_owned());
+            if !tables.iter().any(|seen| **seen == **table) {
+                tables.push(table.to_string());
             }
         }
     }
-    DecisionInfo {
+    let fingerprint = request[&word("fingerprint")]
+        .as_string()
+        .map(|f| f.to_string())
+        .unwrap_or_default();
+    move |decision| DecisionInfo {
         action: decision.action_str().to_owned(),
         rules: decision.rules.clone(),
         reason: decision.reason.clone(),
-        fingerprint: request["fingerprint"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
+        fingerprint,
         tables,
     }
 }

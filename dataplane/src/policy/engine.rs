@@ -34,8 +34,6 @@ pub enum EvalPath {
 pub struct Engine {
     version: u64,
     eval: Eval,
-    /// The input document's own words, made once (see [`Vocabulary`]).
-    vocabulary: Vocabulary,
 }
 
 enum Eval {
@@ -71,7 +69,6 @@ impl Engine {
                 data,
                 poisoned: false,
             },
-            vocabulary: Vocabulary::new(),
         })
     }
 
@@ -79,7 +76,6 @@ impl Engine {
         Engine {
             version,
             eval: Eval::Interpreter(Box::new(engine)),
-            vocabulary: Vocabulary::new(),
         }
     }
 
@@ -88,7 +84,6 @@ impl Engine {
         Engine {
             version: 0,
             eval: Eval::DenyAll,
-            vocabulary: Vocabulary::new(),
         }
     }
 
@@ -109,6 +104,15 @@ impl Engine {
     /// Decides one request. Never fails: every way of not getting a well-formed decision is
     /// [`Decision::deny_default`] with the reason.
     pub fn decide(&mut self, input: &serde_json::Value) -> Decision {
+        match input_value(input) {
+            Ok(input) => self.decide_value(input),
+            Err(e) => Decision::deny_default(Error::Eval(format!("input: {e}")).to_string()),
+        }
+    }
+
+    /// Decides one request whose input document is already a regorus value (see
+    /// [`super::input`]): the data path's way, which skips the JSON document altogether.
+    pub fn decide_value(&mut self, input: Value) -> Decision {
         match self.evaluate_value(input) {
             Ok(Value::Undefined) => {
                 Decision::deny_default(format!("{DECISION_RULE} is undefined for this request"))
@@ -122,20 +126,14 @@ impl Engine {
 
     /// The raw decision document, for `tollctl policy explain`: `null` when undefined.
     pub fn evaluate(&mut self, input: &serde_json::Value) -> Result<serde_json::Value, Error> {
+        let input = input_value(input).map_err(|e| Error::Eval(format!("input: {e}")))?;
         match self.evaluate_value(input)? {
             Value::Undefined => Ok(serde_json::Value::Null),
             doc => serde_json::to_value(&doc).map_err(|e| Error::Eval(e.to_string())),
         }
     }
 
-    fn evaluate_value(&mut self, input: &serde_json::Value) -> Result<Value, Error> {
-        if matches!(self.eval, Eval::DenyAll) {
-            return Err(Error::Eval("no policy is loaded".to_owned()));
-        }
-        let input = self
-            .vocabulary
-            .value(input)
-            .map_err(|e| Error::Eval(format!("input: {e}")))?;
+    fn evaluate_value(&mut self, input: Value) -> Result<Value, Error> {
         match &mut self.eval {
             Eval::Rvm {
                 vm,
@@ -185,6 +183,23 @@ fn new_vm(program: &Arc<Program>, data: &Value) -> Result<Box<RegoVM>, Error> {
     vm.set_data(data.clone())
         .map_err(|e| Error::Eval(format!("loading data into the VM: {e}")))?;
     Ok(vm)
+}
+
+/// `input` as the regorus value the engine evaluates: the same document `Value::deserialize`
+/// makes, with the input's common words shared (see [`Vocabulary`]).
+pub fn input_value(input: &serde_json::Value) -> Result<Value, String> {
+    VOCABULARY.with(|v| v.value(input))
+}
+
+/// `s` as a regorus string, shared when it is one of the input's common words.
+pub(crate) fn word(s: &str) -> Value {
+    VOCABULARY.with(|v| v.string(s))
+}
+
+thread_local! {
+    /// One per thread (a shard is a thread), so sharing a word never touches another core's
+    /// cache line (regorus' strings are `Arc`s).
+    static VOCABULARY: Vocabulary = Vocabulary::new();
 }
 
 /// The words every input document repeats: its keys (`principal`, `statements`, `class` ...)

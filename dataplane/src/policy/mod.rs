@@ -6,7 +6,7 @@
 //! facts ─▶ key ─▶ DecisionCache ──hit──▶ Decision
 //!                     │ miss
 //!                     ▼
-//!          input JSON ─▶ Engine (RVM) ─▶ data.tollgate.decision ─▶ Decision ─▶ cache
+//!       input (values) ─▶ Engine (RVM) ─▶ data.tollgate.decision ─▶ Decision ─▶ cache
 //! ```
 //!
 //! The answer is deny whenever there is no good answer: no policy loaded, an evaluation error,
@@ -21,6 +21,7 @@ mod cache;
 mod decider;
 mod decision;
 mod engine;
+pub mod input;
 mod set;
 mod store;
 mod suite;
@@ -32,7 +33,7 @@ use std::path::PathBuf;
 pub use cache::{CacheKey, DecisionCache, PrincipalKey};
 pub use decider::Decider;
 pub use decision::{Action, Decision, Mask, Review, DEFAULT_DENY_RULE};
-pub use engine::{Engine, EvalPath};
+pub use engine::{input_value, Engine, EvalPath};
 pub use set::{PolicySet, DECISION_RULE};
 pub use store::{load_tested, PolicyStore, Watcher};
 pub use suite::{TestOutcome, TestReport, TestResult};

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::identity::Principal;
-use crate::policy::{Action, Decision, PrincipalKey};
+use crate::policy::input::SessionInput;
+use crate::policy::{self, Action, Decision, PrincipalKey};
 use crate::proto::pg;
 use crate::record::DecisionInfo;
 use crate::sql::{self, Dialect};
@@ -46,9 +47,9 @@ pub struct Decided {
 /// One session's view of the policy stage: who asks, on which connection, from where.
 pub struct Gatekeeper {
     principal: Principal,
-    connection: Arc<Value>,
     connection_name: String,
-    session: Value,
+    /// `input.principal`, `input.connection` and `input.session`, built once for the session.
+    input: SessionInput,
     /// Mixed into every cache key, so that a policy reading `input.session` or
     /// `input.principal.kind` cannot be served a decision made for another client address,
     /// application or kind of principal.
@@ -69,11 +70,18 @@ impl Gatekeeper {
         client_addr.hash(&mut h);
         application_name.hash(&mut h);
         principal.kind.hash(&mut h);
+        let session = json!({"client_addr": client_addr, "application_name": application_name});
+        let input = SessionInput::new(
+            &principal.sub,
+            &principal.groups,
+            &principal.kind,
+            &connection,
+            &session,
+        );
         Self {
             principal,
-            connection,
             connection_name: connection_name.to_owned(),
-            session: json!({"client_addr": client_addr, "application_name": application_name}),
+            input,
             session_hash: h.finish(),
             key: Cell::new(None),
         }
@@ -83,7 +91,8 @@ impl Gatekeeper {
     pub fn decide_sql(&self, decider: &mut crate::policy::Decider, text: &str) -> Decided {
         let hash = sql::fingerprint_hash(text, Dialect::Postgres);
         let who = self.key(decider);
-        let decision = decider.decide_as(who, hash, || self.input(sql_request(text)));
+        let decision =
+            decider.decide_as(who, hash, || self.input.document(sql_request_value(text)));
         decided(&decision, hash)
     }
 
@@ -98,7 +107,7 @@ impl Gatekeeper {
         // Outside the normaliser's hash space in practice: a fixed tag with the OID.
         let hash = function_call_hash(function_oid);
         let decision = decider.decide_as(who, hash, || {
-            self.input(json!({
+            self.request(&json!({
                 "kind": "sql",
                 "fingerprint": format!("<function call {function_oid}>"),
                 "statements": [{
@@ -131,8 +140,11 @@ impl Gatekeeper {
         key
     }
 
-    fn input(&self, request: Value) -> Value {
-        policy_input(&self.principal, &self.connection, &self.session, request)
+    /// The input document for a request given as JSON (the rare, non-SQL requests).
+    fn request(&self, request: &Value) -> regorus::Value {
+        // Strings and booleans always convert; an undefined request would be denied.
+        self.input
+            .document(policy::input_value(request).unwrap_or(regorus::Value::Undefined))
     }
 }
 
@@ -148,6 +160,14 @@ pub fn sql_request(text: &str) -> Value {
         "multi_statement": facts.multi_statement,
         "parse_error": facts.parse_error,
     })
+}
+
+/// [`sql_request`] built directly as the value the policy engine evaluates (the data path's
+/// way; the same document, see `policy::input`).
+pub fn sql_request_value(text: &str) -> regorus::Value {
+    let fp = sql::fingerprint(text, Dialect::Postgres);
+    let facts = sql::facts(text, Dialect::Postgres);
+    policy::input::sql_request(fp.text, &facts)
 }
 
 /// The whole policy input document (see `policies/README.md`).
