@@ -6,7 +6,7 @@
 //!                                                                   close ─▶ rename to .parquet
 //! ```
 //!
-//! A batch is written when it holds 8192 events or 8 MiB, or when its oldest event has waited
+//! A batch is written when it holds 32 Ki events or 8 MiB, or when its oldest event has waited
 //! half of `flush_interval_ms`; so every event older than `flush_interval_ms` is in a
 //! checkpointed row group or in a log (see `writer.rs`) and survives a kill of the process. A
 //! file is closed past `rotate_bytes`, past `rotate_interval_s`, when its hour is over and no
@@ -42,7 +42,7 @@ use super::writer::{AppendError, ArchiveFile};
 use crate::config::RecordConfig;
 
 /// A batch is written once it holds this many events...
-pub(crate) const BATCH_EVENTS: usize = 8192;
+const BATCH_EVENTS: usize = 32 * 1024;
 /// ... or this many bytes of payload.
 pub(crate) const BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Events taken from one queue before looking at the next.

@@ -1,7 +1,7 @@
 //! Record stage, one archive file being written: its Parquet `.partial`, its write-ahead log,
 //! and the close that makes it a complete `.parquet`.
 //!
-//! A batch that closes a row group (the open row group then holds 8 MiB of payload or 8192
+//! A batch that closes a row group (the open row group then holds 8 MiB of payload or 4096
 //! events, which under load is every batch) is encoded, written to the `.partial` with its row
 //! group and made durable by a checkpoint in the log: the row groups' end and metadata. A
 //! smaller batch is first logged whole, then waits in the Parquet writer's open row group.
@@ -37,11 +37,11 @@ use super::wal::Wal;
 /// A row group is closed once the batches in it hold this much payload (see
 /// [`super::schema::BatchBuilder::payload`]; a batch sealed for its size holds as much) ...
 const ROW_GROUP_PAYLOAD: usize = super::recorder::BATCH_BYTES;
-/// ... or this many events (as many as a batch sealed for its count holds). So under load
-/// every batch closes a row group and is never logged: logging a batch of small events (Arrow
-/// IPC, copied into the page cache, deleted at close) cost the recorder thread a fifth of its
-/// time.
-const ROW_GROUP_EVENTS: usize = super::recorder::BATCH_EVENTS;
+/// ... or this many events. A batch of small events sealed for its count (32 Ki), or for its
+/// age once more than 8 Ki events a second come (with the default flush interval), closes a
+/// row group by itself and is never logged: logging batches of small events (Arrow IPC, copied
+/// into the page cache, deleted at close) cost the recorder thread a fifth of its time.
+const ROW_GROUP_EVENTS: usize = 4096;
 /// Rows per row group in any file (recovery's rebuilds included).
 const MAX_ROW_GROUP_EVENTS: usize = 128 * 1024;
 /// A rebuilt file closes a row group past this many bytes of buffered, encoded data, bounding
