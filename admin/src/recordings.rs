@@ -359,7 +359,7 @@ fn render_result(out: &mut impl Write, r: &StatementResult) -> std::io::Result<(
         writeln!(out, "ERROR:  {message}")?;
     }
     if !r.columns.is_empty() {
-        let rows = decode_rows(&r.rows_data);
+        let (rows, malformed) = record::result_rows(r);
         let right: Vec<bool> = r.columns.iter().map(|c| is_numeric(c.type_id)).collect();
         let cells: Vec<Vec<String>> = rows
             .iter()
@@ -397,6 +397,9 @@ fn render_result(out: &mut impl Write, r: &StatementResult) -> std::io::Result<(
                 .collect();
             writeln!(out, " {} ", line.join(" | ").trim_end())?;
         }
+        if let Some(why) = malformed {
+            writeln!(out, "... rows cut short in the recording: {why}")?;
+        }
         if r.truncated {
             writeln!(
                 out,
@@ -433,39 +436,6 @@ fn is_numeric(type_oid: u32) -> bool {
     matches!(type_oid, 20 | 21 | 23 | 26 | 700 | 701 | 790 | 1700)
 }
 
-/// DataRow bodies laid end to end, as text. Binary values show as `\x` and hex; a malformed
-/// tail ends the rows shown.
-fn decode_rows(mut data: &[u8]) -> Vec<Vec<Option<String>>> {
-    let mut rows = Vec::new();
-    while !data.is_empty() {
-        let Some((row, used)) = decode_row(data) else {
-            break;
-        };
-        rows.push(row);
-        data = &data[used..];
-    }
-    rows
-}
-
-fn decode_row(data: &[u8]) -> Option<(Vec<Option<String>>, usize)> {
-    let n = i16::from_be_bytes(data.get(..2)?.try_into().ok()?);
-    let mut at = 2;
-    let mut row = Vec::with_capacity(usize::try_from(n).ok()?);
-    for _ in 0..n {
-        let len = i32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?);
-        at += 4;
-        if len < 0 {
-            row.push(None);
-            continue;
-        }
-        let len = usize::try_from(len).ok()?;
-        let bytes = data.get(at..at + len)?;
-        at += len;
-        row.push(Some(String::from_utf8_lossy(bytes).into_owned()));
-    }
-    Some((row, at))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -483,13 +453,6 @@ mod tests {
         assert!((now - ago - 900_000_000).abs() < 5_000_000);
         assert!(parse_since("yesterday").is_err());
         assert!(parse_since("5w").is_err());
-    }
-
-    #[test]
-    fn rows_decode_and_stop_at_a_malformed_tail() {
-        let mut data = vec![0, 2, 0, 0, 0, 1, b'7', 0xff, 0xff, 0xff, 0xff];
-        data.extend_from_slice(&[0, 1, 0, 0, 0, 9, b'x']);
-        assert_eq!(decode_rows(&data), [vec![Some("7".to_owned()), None]]);
     }
 
     #[test]

@@ -30,5 +30,6 @@ pub use event::*;
 pub use queue::{channel, ShardQueue};
 pub use read::{files, read, read_file, ReadError, Recorded};
 pub use recorder::Recorder;
+pub use rows::result_rows;
 pub use schema::{schema, FORMAT_KEY, FORMAT_VERSION};
 pub use verify::{verify, Finding, OpenSession, Problem, VerifyReport};

@@ -6,7 +6,7 @@
 //!                                                                   close ─▶ rename to .parquet
 //! ```
 //!
-//! A batch is written when it holds 8192 events or 8 MiB, or when its oldest event has waited
+//! A batch is written when it holds 32 Ki events or 8 MiB, or when its oldest event has waited
 //! half of `flush_interval_ms`; so every event older than `flush_interval_ms` is in a
 //! checkpointed row group or in a log (see `writer.rs`) and survives a kill of the process. A
 //! file is closed past `rotate_bytes`, past `rotate_interval_s`, when its hour is over and no
@@ -42,9 +42,9 @@ use super::writer::{AppendError, ArchiveFile};
 use crate::config::RecordConfig;
 
 /// A batch is written once it holds this many events...
-const BATCH_EVENTS: usize = 8192;
+const BATCH_EVENTS: usize = 32 * 1024;
 /// ... or this many bytes of payload.
-const BATCH_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Events taken from one queue before looking at the next.
 const DRAIN_ROUND: usize = 1024;
 /// A file of an hour that is over is closed once no event came for it for this long.
@@ -54,7 +54,8 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(50);
 /// First and longest delay between retries after a write error.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
-/// Longest idle sleep of the thread between two looks at the queues.
+/// Shortest and longest sleep of the thread between two looks at the queues.
+const MIN_IDLE: Duration = Duration::from_micros(100);
 const MAX_IDLE: Duration = Duration::from_millis(5);
 /// How long shutdown keeps retrying failed writes.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(10);
@@ -276,7 +277,7 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
-        let mut idle = Duration::from_micros(100);
+        let mut idle = MIN_IDLE;
         loop {
             if self.control.crash.load(Ordering::Acquire) {
                 return;
@@ -285,10 +286,10 @@ impl Worker {
             let now = Instant::now();
             self.write_unwritten();
             // Held-back batches stop the draining: the queues fill and sessions wait.
-            let taken = if self.unwritten.is_empty() {
+            let (taken, busiest) = if self.unwritten.is_empty() {
                 self.drain()
             } else {
-                0
+                (0, 0.0)
             };
             self.flush_old(now);
             if now >= self.next_housekeeping || stopping {
@@ -299,29 +300,49 @@ impl Worker {
                 self.finish();
                 return;
             }
-            if taken == 0 {
-                std::thread::park_timeout(idle);
-                idle = (idle * 2).min(MAX_IDLE);
-            } else {
-                idle = Duration::from_micros(100);
+            // Sleep while the queues fill slowly, longer and longer: a wake-up (a context
+            // switch on a core the shards need) costs more than the few events it would
+            // find. A queue that filled a quarter of its round (or of itself) since the last
+            // look brings the next look closer.
+            if busiest >= 1.0 || (stopping && taken > 0) {
+                idle = MIN_IDLE;
+                continue;
             }
+            std::thread::park_timeout(idle);
+            idle = if busiest >= 0.25 {
+                MIN_IDLE
+            } else {
+                (idle * 2).min(MAX_IDLE)
+            };
         }
     }
 
-    /// Takes what the queues hold (a round of each), recording every event.
-    fn drain(&mut self) -> usize {
+    /// Takes what the queues hold (a round of each), recording every event. Returns the
+    /// events taken, and how much of its round (or of itself, if smaller) the fullest queue
+    /// held: 1.0 when a queue may hold more.
+    fn drain(&mut self) -> (usize, f64) {
         let mut taken = 0;
+        let mut busiest: f64 = 0.0;
         for i in 0..self.receivers.len() {
-            for _ in 0..DRAIN_ROUND {
-                let Some(rx) = self.receivers.get(i) else {
+            let Some(round) = self
+                .receivers
+                .get(i)
+                .map(|rx| rx.capacity().unwrap_or(DRAIN_ROUND).clamp(1, DRAIN_ROUND))
+            else {
+                break;
+            };
+            let mut from_this = 0;
+            while from_this < round {
+                let Some(Ok(e)) = self.receivers.get(i).map(Receiver::try_recv) else {
                     break;
                 };
-                let Ok(e) = rx.try_recv() else { break };
                 self.record(e);
-                taken += 1;
+                from_this += 1;
             }
+            taken += from_this;
+            busiest = busiest.max(from_this as f64 / round as f64);
         }
-        taken
+        (taken, busiest)
     }
 
     /// Chains one event and adds it to its hour's batch.

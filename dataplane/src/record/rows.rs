@@ -17,7 +17,7 @@
 //! Malformed input never panics: the complete rows before the fault are kept and
 //! [`Rows::error`] says what was wrong.
 
-use super::event::Column;
+use super::event::{Column, RowsEncoding, StatementResult};
 
 /// Decoded text above this many bytes is not kept (the rest is flagged in `error`), so that one
 /// event can never overflow a batch's string offsets.
@@ -272,6 +272,20 @@ impl Rows {
     }
 }
 
+/// A result's kept rows as the archive stores them (text values as UTF-8, invalid bytes
+/// replaced by U+FFFD; binary values as `\x` and hex; SQL NULL as `None`), and what was wrong
+/// if `rows_data` did not decode completely (the complete rows before the fault are kept).
+pub fn result_rows(r: &StatementResult) -> (Vec<Vec<Option<String>>>, Option<String>) {
+    let mut rows = Rows::default();
+    match r.rows_encoding {
+        RowsEncoding::PgDataRow => rows.decode_pg(&r.rows_data, &r.columns),
+    }
+    let out = (0..rows.len())
+        .map(|i| rows.row(i).map(|v| v.map(str::to_owned)).collect())
+        .collect();
+    (out, rows.error)
+}
+
 fn take_i16(b: &[u8]) -> Option<(i16, &[u8])> {
     let (head, rest) = b.split_first_chunk::<2>()?;
     Some((i16::from_be_bytes(*head), rest))
@@ -412,6 +426,29 @@ mod tests {
             assert!(error.contains(why), "{error:?} should say {why:?}");
             assert!(error.starts_with("row 1 "), "{error:?}");
         }
+    }
+
+    #[test]
+    fn result_rows_are_the_stored_text_up_to_a_malformed_tail() {
+        let mut data = data_row(&[Some(b"7"), None, Some(&[0xbe, 0xef])]);
+        data.extend_from_slice(&[0, 1, 0, 0, 0, 9, b'x']);
+        let r = StatementResult {
+            statement_id: 0,
+            rows: 2,
+            bytes: 0,
+            duration_us: 0,
+            command_tag: None,
+            sqlstate: None,
+            error: None,
+            columns: vec![col(false), col(false), col(true)],
+            rows_data: data,
+            rows_encoding: RowsEncoding::PgDataRow,
+            kept_rows: 2,
+            truncated: false,
+        };
+        let (rows, error) = result_rows(&r);
+        assert_eq!(rows, [vec![Some("7".into()), None, Some("\\xbeef".into())]]);
+        assert!(error.is_some_and(|e| e.starts_with("row 1 ")));
     }
 
     #[test]

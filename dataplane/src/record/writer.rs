@@ -1,7 +1,7 @@
 //! Record stage, one archive file being written: its Parquet `.partial`, its write-ahead log,
 //! and the close that makes it a complete `.parquet`.
 //!
-//! A batch that closes a row group (the open row group then holds 8 MiB of payload or 64 Ki
+//! A batch that closes a row group (the open row group then holds 8 MiB of payload or 4096
 //! events, which under load is every batch) is encoded, written to the `.partial` with its row
 //! group and made durable by a checkpoint in the log: the row groups' end and metadata. A
 //! smaller batch is first logged whole, then waits in the Parquet writer's open row group.
@@ -36,9 +36,12 @@ use super::wal::Wal;
 
 /// A row group is closed once the batches in it hold this much payload (see
 /// [`super::schema::BatchBuilder::payload`]; a batch sealed for its size holds as much) ...
-const ROW_GROUP_PAYLOAD: usize = 8 * 1024 * 1024;
-/// ... or this many events.
-const ROW_GROUP_EVENTS: usize = 64 * 1024;
+const ROW_GROUP_PAYLOAD: usize = super::recorder::BATCH_BYTES;
+/// ... or this many events. A batch of small events sealed for its count (32 Ki), or for its
+/// age once more than 8 Ki events a second come (with the default flush interval), closes a
+/// row group by itself and is never logged: logging batches of small events (Arrow IPC, copied
+/// into the page cache, deleted at close) cost the recorder thread a fifth of its time.
+const ROW_GROUP_EVENTS: usize = 4096;
 /// Rows per row group in any file (recovery's rebuilds included).
 const MAX_ROW_GROUP_EVENTS: usize = 128 * 1024;
 /// A rebuilt file closes a row group past this many bytes of buffered, encoded data, bounding
@@ -51,29 +54,46 @@ const PADDING: [u8; 8 * 1024] = [0; 8 * 1024];
 
 /// How the archive's Parquet files are written: zstd, row groups of up to 128 Ki events, page
 /// statistics (for DuckDB's pruning on time, session, principal, ...) except on long free text
-/// nobody filters by range, and no dictionary for the bulky, rarely repeated result rows.
+/// and hashes nobody filters by range, and no dictionary for columns whose values rarely
+/// repeat (result rows, parameters, hashes, sequence numbers, times), where a dictionary only
+/// costs: every value interned, then a fall-back to plain encoding once it is full.
 pub(crate) fn writer_properties() -> WriterProperties {
-    let path = |parts: &[&str]| ColumnPath::new(parts.iter().map(|p| (*p).to_owned()).collect());
-    let rows = path(&["result_rows", "list", "item", "list", "item"]);
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_size(MAX_ROW_GROUP_EVENTS)
-        .set_column_dictionary_enabled(rows.clone(), false)
         .set_created_by(format!("tollgate {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![KeyValue::new(
             FORMAT_KEY.to_owned(),
             FORMAT_VERSION.to_owned(),
         )]));
-    for column in [
-        rows,
-        path(&["statement"]),
-        path(&["params", "list", "item"]),
-        path(&["fingerprint"]),
-        path(&["reason"]),
-        path(&["error"]),
-        path(&["rows_error"]),
+    // Columns that differ from the defaults: (path, dictionary, statistics).
+    let (on, off) = (true, false);
+    for (parts, dictionary, statistics) in [
+        (
+            &["result_rows", "list", "item", "list", "item"][..],
+            off,
+            off,
+        ),
+        (&["params", "list", "item"], off, off),
+        (&["statement"], on, off),
+        (&["fingerprint"], on, off),
+        (&["reason"], on, off),
+        (&["error"], on, off),
+        (&["rows_error"], on, off),
+        (&["prev_hash"], off, off),
+        (&["hash"], off, off),
+        (&["seq"], off, on),
+        (&["at"], off, on),
+        (&["statement_id"], off, on),
+        (&["duration_us"], off, on),
     ] {
-        props = props.set_column_statistics_enabled(column, EnabledStatistics::None);
+        let column = ColumnPath::new(parts.iter().map(|p| (*p).to_owned()).collect());
+        if !dictionary {
+            props = props.set_column_dictionary_enabled(column.clone(), false);
+        }
+        if !statistics {
+            props = props.set_column_statistics_enabled(column, EnabledStatistics::None);
+        }
     }
     props.build()
 }

@@ -89,10 +89,7 @@ impl PgRecording {
         decision: Option<Arc<DecisionInfo>>,
         sync: u64,
     ) {
-        let id = self
-            .rec
-            .statement(Arc::from(sql), Vec::new(), fingerprint, decision);
-        self.expect(id, sync, Until::Ready);
+        self.statement_now(sql, fingerprint, decision, sync, Until::Ready);
     }
 
     /// A Parse the policy let through: remembered until an Execute runs it.
@@ -120,10 +117,22 @@ impl PgRecording {
         decision: Option<Arc<DecisionInfo>>,
         sync: u64,
     ) {
+        self.statement_now(sql, fingerprint, decision, sync, Until::Complete);
+    }
+
+    /// Records a statement without parameters, its result ending as `until` says.
+    fn statement_now(
+        &self,
+        sql: &str,
+        fingerprint: u64,
+        decision: Option<Arc<DecisionInfo>>,
+        sync: u64,
+        until: Until,
+    ) {
         let id = self
             .rec
             .statement(Arc::from(sql), Vec::new(), fingerprint, decision);
-        self.expect(id, sync, Until::Complete);
+        self.expect(id, sync, until);
     }
 
     pub fn bind(&self, bind: &pg::Bind<'_>) {
@@ -180,9 +189,8 @@ impl PgRecording {
         decision: Option<Arc<DecisionInfo>>,
         sync: u64,
     ) {
-        let text: Arc<str> = Arc::from(format!("<function call {oid}>"));
-        let id = self.rec.statement(text, Vec::new(), fingerprint, decision);
-        self.expect(id, sync, Until::Ready);
+        let text = format!("<function call {oid}>");
+        self.statement_now(&text, fingerprint, decision, sync, Until::Ready);
     }
 
     /// A Close of a statement (`b'S'`) or portal (`b'P'`).
