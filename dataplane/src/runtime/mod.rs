@@ -4,9 +4,9 @@
 //! glommio is the only executor the gateway uses today, and it is barely maintained; every
 //! other module reaches it only through the names re-exported here (`TcpStream`,
 //! `spawn_local`, `sleep`, ...), so that swapping the executor touches this folder alone.
-//! The workspace builds glommio 0.9.0 from `third_party/glommio` with a few patches that cut
-//! the system calls of its event loop (no `membarrier` per park, preemption timers kept armed
-//! across loop turns); `third_party/glommio/TOLLGATE-PATCHES.md` lists them.
+//! The workspace builds glommio 0.9.0 from `third_party/glommio` with a patch that cuts the
+//! system calls of its event loop (no `membarrier` on every park);
+//! `third_party/glommio/TOLLGATE-PATCHES.md` lists the patches and what was tried.
 
 mod limits;
 mod signal;

@@ -1475,18 +1475,8 @@ impl LocalExecutor {
                 // requests that are latency sensitive we want them out of the
                 // ring ASAP (before we run the task queues). We will also use
                 // the opportunity to install the timer.
-                // TOLLGATE PATCH (keep-timers): no preemption timer is armed while no task
-                // queue is runnable (zero, as `Parker::poll_io` documents), so a timer left
-                // armed by the last busy turn fires once and an idle shard then sleeps.
                 this.parker
-                    .poll_io(|| {
-                        let queues = this.queues.borrow();
-                        Some(if queues.active_executors.is_empty() {
-                            Duration::ZERO
-                        } else {
-                            queues.preempt_timer_duration
-                        })
-                    })
+                    .poll_io(|| Some(this.preempt_timer_duration()))
                     .expect("Failed to poll io! This is actually pretty bad!");
 
                 // run user code
