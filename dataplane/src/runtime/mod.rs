@@ -4,6 +4,9 @@
 //! glommio is the only executor the gateway uses today, and it is barely maintained; every
 //! other module reaches it only through the names re-exported here (`TcpStream`,
 //! `spawn_local`, `sleep`, ...), so that swapping the executor touches this folder alone.
+//! The workspace builds glommio 0.9.0 from `third_party/glommio` with a patch that cuts the
+//! system calls of its event loop (no `membarrier` on every park);
+//! `third_party/glommio/TOLLGATE-PATCHES.md` lists the patches and what was tried.
 
 mod limits;
 mod signal;
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 pub use glommio::net::{TcpListener, TcpStream};
 pub use limits::{check_memlock, Error};
-pub use signal::{Phase, Shutdown, ShutdownSignal};
+pub use signal::{Phase, PhaseWatch, Shutdown, ShutdownSignal};
 pub use split::{split, ReadHalf, WriteHalf};
 
 /// Runs `make_shard()` on `shards` executor threads and waits for all of them.

@@ -2,13 +2,19 @@
 //! let sessions finish) and, after the drain timeout, to `Closing` (end the sessions that are
 //! left with a proper error). A signal thread sets the process-wide phase; each shard watches
 //! it and wakes its own sessions through a shard-local [`ShutdownSignal`], so no session polls.
+//!
+//! Nor does a shard: [`Shutdown::advance`] wakes every shard's [`PhaseWatch`], so a shard
+//! learns of a new phase without a timer. (With a timer always pending, glommio arms a kernel
+//! timeout on every park of the shard, and the timer itself wakes an idle shard.) The wake-up
+//! crosses threads: glommio hands a waker woken on another thread to its executor and writes
+//! the executor's eventfd if it sleeps.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -24,6 +30,15 @@ pub enum Phase {
 #[derive(Debug, Default)]
 pub struct Shutdown {
     phase: AtomicU8,
+    /// One per shard that watches the phase.
+    watchers: Mutex<Vec<Arc<WatchSlot>>>,
+}
+
+/// Where [`Shutdown::advance`] leaves a wake-up for one [`PhaseWatch`].
+#[derive(Debug, Default)]
+struct WatchSlot {
+    woken: AtomicBool,
+    waker: Mutex<Option<Waker>>,
 }
 
 impl Shutdown {
@@ -39,9 +54,33 @@ impl Shutdown {
         }
     }
 
-    /// Moves forward to `phase` (never backwards).
+    /// Moves forward to `phase` (never backwards) and wakes every shard's watcher.
     pub fn advance(&self, phase: Phase) {
-        self.phase.fetch_max(phase as u8, Ordering::AcqRel);
+        let before = self.phase.fetch_max(phase as u8, Ordering::AcqRel);
+        if before >= phase as u8 {
+            return;
+        }
+        let watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        for slot in watchers.iter() {
+            slot.woken.store(true, Ordering::Release);
+            let waker = slot.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+
+    /// A watcher of the phase for the calling shard.
+    pub fn watch(self: &Arc<Self>) -> PhaseWatch {
+        let slot = Arc::new(WatchSlot::default());
+        self.watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&slot));
+        PhaseWatch {
+            shutdown: Arc::clone(self),
+            slot,
+        }
     }
 
     /// Starts a thread that turns SIGTERM/SIGINT into `Draining`, then `Closing` after
@@ -87,6 +126,57 @@ impl Shutdown {
                 }
             })?;
         Ok(())
+    }
+}
+
+/// A shard's view of the process-wide phase: [`PhaseWatch::changed`] completes when the phase
+/// has moved, woken by [`Shutdown::advance`] rather than by a timer.
+pub struct PhaseWatch {
+    shutdown: Arc<Shutdown>,
+    slot: Arc<WatchSlot>,
+}
+
+impl PhaseWatch {
+    /// The phase now.
+    pub fn phase(&self) -> Phase {
+        self.shutdown.phase()
+    }
+
+    /// Waits until the phase has moved since the last call (or since [`Shutdown::watch`]),
+    /// and returns it.
+    pub async fn changed(&mut self) -> Phase {
+        std::future::poll_fn(|cx| {
+            if self.slot.woken.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            *self.slot.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+            // `advance` may have run between the check and storing the waker.
+            if self.slot.woken.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await;
+        self.shutdown.phase()
+    }
+}
+
+impl Drop for PhaseWatch {
+    /// Forgets the shard: [`Shutdown::advance`] must not wake a task of an executor that has
+    /// stopped (its waker would be sent to a shard that no longer runs).
+    fn drop(&mut self) {
+        self.shutdown
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|slot| !Arc::ptr_eq(slot, &self.slot));
+        drop(
+            self.slot
+                .waker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
     }
 }
 
@@ -161,6 +251,47 @@ mod tests {
         s.advance(Phase::Closing);
         s.advance(Phase::Draining);
         assert_eq!(s.phase(), Phase::Closing);
+    }
+
+    #[test]
+    fn advance_wakes_a_watcher_without_polling() {
+        let shutdown = Shutdown::new();
+        let mut watch = shutdown.watch();
+        let waiting = watch.changed();
+        let mut waiting = std::pin::pin!(waiting);
+        let woken = Arc::new(Flag::default());
+        let waker = Waker::from(Arc::clone(&woken));
+        let mut cx = Context::from_waker(&waker);
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        let other = Arc::clone(&shutdown);
+        std::thread::spawn(move || other.advance(Phase::Draining))
+            .join()
+            .expect("advance");
+        assert!(woken.0.load(Ordering::Acquire), "advance woke the watcher");
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(Phase::Draining));
+    }
+
+    #[test]
+    fn a_dropped_watcher_is_not_woken() {
+        let shutdown = Shutdown::new();
+        let watch = shutdown.watch();
+        drop(watch);
+        assert!(shutdown
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty());
+        shutdown.advance(Phase::Closing);
+        assert_eq!(shutdown.phase(), Phase::Closing);
+    }
+
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::Release);
+        }
     }
 
     #[test]

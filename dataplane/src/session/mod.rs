@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::identity::Verifier;
 use crate::policy::{Decider, PolicyStore};
 use crate::record::{Recorder, ShardQueue};
-use crate::runtime::{self, Phase, Shutdown, ShutdownSignal};
+use crate::runtime::{self, Phase, PhaseWatch, Shutdown, ShutdownSignal};
 use crate::upstream::UpstreamTarget;
 use cancel::CancelRegistry;
 
@@ -128,9 +128,6 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// How often a shard looks at the process-wide shutdown phase.
-const PHASE_POLL: Duration = Duration::from_millis(100);
-
 /// Runs one shard: accept connections until shutdown, then drain.
 pub async fn serve_shard(gw: Arc<Gateway>) -> Result<(), std::io::Error> {
     let listener = runtime::bind(gw.config.gateway.listen)?;
@@ -147,22 +144,33 @@ pub async fn serve_shard(gw: Arc<Gateway>) -> Result<(), std::io::Error> {
     let id = runtime::shard_id();
     tracing::debug!(shard = id, addr = %gw.config.gateway.listen, "shard listening");
 
-    // The shard's watcher turns the process-wide phase into a local wake-up.
-    {
-        let gw = Arc::clone(&gw);
-        let shard = Rc::clone(&shard);
-        runtime::spawn_local(async move {
-            loop {
-                let phase = gw.shutdown.phase();
-                shard.signal.set(phase);
-                if phase == Phase::Closing {
-                    break;
-                }
-                runtime::sleep(PHASE_POLL).await;
-            }
-        });
-    }
+    // The shard's watcher turns the process-wide phase into a local wake-up. The signal side
+    // wakes it; it does not poll, so an idle shard sleeps until there is work and a busy one
+    // has no timer to look at whenever it parks. It runs beside the accept loop and the drain,
+    // in this task, so it is dropped (and unregistered) when the shard stops.
+    let watcher = watch_phase(gw.shutdown.watch(), &shard);
+    futures_lite::future::or(accept_and_drain(&gw, &shard, listener), watcher).await
+}
 
+/// Turns the process-wide phase into the shard's [`ShutdownSignal`]; never completes.
+async fn watch_phase(mut watch: PhaseWatch, shard: &Shard) -> Result<(), std::io::Error> {
+    let mut phase = watch.phase();
+    loop {
+        shard.signal.set(phase);
+        if phase == Phase::Closing {
+            return std::future::pending().await;
+        }
+        phase = watch.changed().await;
+    }
+}
+
+/// Accepts connections until the shard drains, then waits for its sessions to end.
+async fn accept_and_drain(
+    gw: &Arc<Gateway>,
+    shard: &Rc<Shard>,
+    listener: runtime::TcpListener,
+) -> Result<(), std::io::Error> {
+    let id = runtime::shard_id();
     loop {
         let next =
             futures_lite::future::or(async { Some(runtime::accept(&listener).await) }, async {
@@ -176,9 +184,9 @@ pub async fn serve_shard(gw: Arc<Gateway>) -> Result<(), std::io::Error> {
                 let peer = stream
                     .peer_addr()
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                let guard = ActiveGuard::new(&shard);
-                let gw = Arc::clone(&gw);
-                let shard = Rc::clone(&shard);
+                let guard = ActiveGuard::new(shard);
+                let gw = Arc::clone(gw);
+                let shard = Rc::clone(shard);
                 runtime::spawn_local(async move {
                     pg::run(gw, shard, stream, peer).await;
                     drop(guard);
@@ -201,7 +209,7 @@ pub async fn serve_shard(gw: Arc<Gateway>) -> Result<(), std::io::Error> {
     // Sessions may finish on their own before the drain timeout; when it passes, the phase
     // reaches Closing and they close themselves. Wait for the last one, with a bound in case
     // a peer does not read its final error.
-    futures_lite::future::or(all_ended(&shard), shard.signal.reached(Phase::Closing)).await;
+    futures_lite::future::or(all_ended(shard), shard.signal.reached(Phase::Closing)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while shard.active.get() > 0 && std::time::Instant::now() < deadline {
         runtime::sleep(Duration::from_millis(20)).await;
