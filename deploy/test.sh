@@ -114,6 +114,11 @@ else
     warn "rustfmt is not installed (rustup component add rustfmt): format not checked"
 fi
 step "build" --build cargo build --workspace --all-targets
+if cargo clippy --version >/dev/null 2>&1; then
+    step "lints" --after-build cargo clippy --workspace --all-targets -- -D warnings
+else
+    warn "clippy is not installed (rustup component add clippy): lints not checked"
+fi
 step "doc tests" --after-build cargo test --workspace --doc
 step "policy tests" --after-build "$TARGET_DIR/debug/tollctl" policy test policies/
 # Keep the main test run the last step that runs a test runner: CI reads the closing line of

@@ -339,9 +339,10 @@ fn render(
         )?,
         Body::Disconnect(d) => writeln!(
             out,
-            "{at} disconnect: {} ({} statements, {} denied, {} bytes in, {} bytes out, {})",
+            "{at} disconnect: {} ({} statement{}, {} denied, {} bytes in, {} bytes out, {})",
             d.reason,
             d.statements,
+            if d.statements == 1 { "" } else { "s" },
             d.denied,
             d.bytes_from_client,
             d.bytes_to_client,
@@ -414,7 +415,8 @@ fn render_result(out: &mut impl Write, r: &StatementResult) -> std::io::Result<(
             if r.rows == 1 { "" } else { "s" }
         )?;
     }
-    let tag = r.command_tag.as_deref().unwrap_or("-");
+    // A statement refused or failed before the server answered it has no command tag.
+    let tag = r.command_tag.as_deref().unwrap_or("(no command tag)");
     writeln!(
         out,
         "        {tag} · {} bytes · {:.3} ms",

@@ -204,7 +204,10 @@ mod tests {
         let unsorted = object([("b", Value::Null), ("a", Value::from(1u64))]);
         let duplicate = object([("a", Value::from(2u64)), ("a", Value::from(1u64))]);
         assert_eq!(sorted, unsorted);
-        assert_eq!(sorted, input_value(&json!({"a": 1, "b": null})).expect("converts"));
+        assert_eq!(
+            sorted,
+            input_value(&json!({"a": 1, "b": null})).expect("converts")
+        );
         assert_eq!(duplicate, input_value(&json!({"a": 1})).expect("converts"));
     }
 
