@@ -23,18 +23,11 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A DataRow body as a recording holds it: the message without its tag and length.
 fn data_row(values: &[Option<&str>]) -> Vec<u8> {
-    let mut out = (values.len() as i16).to_be_bytes().to_vec();
-    for v in values {
-        match v {
-            Some(v) => {
-                out.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                out.extend_from_slice(v.as_bytes());
-            }
-            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
-    }
-    out
+    let mut message = Vec::new();
+    tollgate::proto::pg::encode_data_row(&mut message, values.iter().map(|v| v.map(str::as_bytes)));
+    message.split_off(5)
 }
 
 /// One session: connect, an allowed SELECT with two rows, a denied DELETE, disconnect.

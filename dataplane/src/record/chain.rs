@@ -260,22 +260,8 @@ mod tests {
                 binary: true,
             },
         ];
-        let mut data = Vec::new();
-        for row in [
-            [Some(&b"1"[..]), Some(&[0x00, 0xff][..])],
-            [None, Some(&b""[..])],
-        ] {
-            data.extend_from_slice(&2i16.to_be_bytes());
-            for v in row {
-                match v {
-                    None => data.extend_from_slice(&(-1i32).to_be_bytes()),
-                    Some(b) => {
-                        data.extend_from_slice(&(b.len() as i32).to_be_bytes());
-                        data.extend_from_slice(b);
-                    }
-                }
-            }
-        }
+        let mut data = crate::record::rows::data_row(&[Some(b"1"), Some(&[0x00, 0xff])]);
+        data.extend(crate::record::rows::data_row(&[None, Some(b"")]));
         let mut e = event("x", vec!["g".into()]);
         e.seq = 3;
         e.body = Body::Result(StatementResult {

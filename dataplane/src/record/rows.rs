@@ -321,6 +321,15 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// For tests: a DataRow body as `rows_data` holds it (the message PostgreSQL sends, without
+/// its tag and length), written by the codec's own encoder.
+#[cfg(test)]
+pub(crate) fn data_row(values: &[Option<&[u8]>]) -> Vec<u8> {
+    let mut message = Vec::new();
+    crate::proto::pg::encode_data_row(&mut message, values.iter().copied());
+    message.split_off(5)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,20 +340,6 @@ mod tests {
             type_id: 25,
             binary,
         }
-    }
-
-    fn data_row(values: &[Option<&[u8]>]) -> Vec<u8> {
-        let mut out = (values.len() as i16).to_be_bytes().to_vec();
-        for v in values {
-            match v {
-                None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                Some(b) => {
-                    out.extend_from_slice(&(b.len() as i32).to_be_bytes());
-                    out.extend_from_slice(b);
-                }
-            }
-        }
-        out
     }
 
     fn collect(rows: &Rows) -> Vec<Vec<Option<String>>> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::layout::{self, FileState};
-use super::rows::Rows;
+use super::rows::{data_row, Rows};
 use super::schema::BatchBuilder;
 use super::writer::ArchiveFile;
 use super::*;
@@ -38,20 +38,6 @@ fn meta(id: &str) -> Arc<SessionMeta> {
         connection: "orders-prod".into(),
         protocol: "postgres".into(),
     })
-}
-
-fn data_row(values: &[Option<&[u8]>]) -> Vec<u8> {
-    let mut out = (values.len() as i16).to_be_bytes().to_vec();
-    for v in values {
-        match v {
-            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-            Some(b) => {
-                out.extend_from_slice(&(b.len() as i32).to_be_bytes());
-                out.extend_from_slice(b);
-            }
-        }
-    }
-    out
 }
 
 fn columns() -> Vec<Column> {
