@@ -4,9 +4,9 @@
 //! glommio is the only executor the gateway uses today, and it is barely maintained; every
 //! other module reaches it only through the names re-exported here (`TcpStream`,
 //! `spawn_local`, `sleep`, ...), so that swapping the executor touches this folder alone.
-//! The workspace builds glommio 0.9.0 from `third_party/glommio` with a patch that cuts the
-//! system calls of its event loop (no `membarrier` on every park);
-//! `third_party/glommio/TOLLGATE-PATCHES.md` lists the patches and what was tried.
+//! The workspace builds glommio 0.9.0 from `third_party/glommio` with patches that cut the
+//! system calls of its event loop and fix a shard that parked with runnable tasks;
+//! `third_party/glommio/TOLLGATE-PATCHES.md` lists them with what each measured.
 
 mod limits;
 mod signal;
@@ -111,5 +111,128 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
         Ok(l) => Ok(l),
         Err(glommio::GlommioError::IoError(e)) => Err(e),
         Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+    /// Runs `body` (which makes its own executor) on a fresh thread and fails the test if it
+    /// has not returned within `limit`: a shard asleep for good.
+    fn run_on_thread(limit: Duration, body: impl FnOnce() + Send + 'static) {
+        let (done_tx, done_rx) = mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            body();
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(limit)
+            .expect("the executor stopped making progress (asleep with work to do)");
+        worker.join().expect("executor thread panicked");
+    }
+
+    fn executor(preempt: Duration) -> glommio::LocalExecutor {
+        glommio::LocalExecutorBuilder::default()
+            .preempt_timer(preempt)
+            .io_memory(512 * 1024)
+            .make()
+            .expect("executor starts")
+    }
+
+    /// A preemption that lands before the first task runs must not park the shard while the
+    /// task is runnable (glommio 0.9.0 parked and slept until unrelated I/O; patch
+    /// `runnable-no-park` in third_party/glommio).
+    #[test]
+    fn runnable_tasks_survive_a_preemption_before_they_run() {
+        let preempt = Duration::from_nanos(1);
+        run_on_thread(Duration::from_secs(30), move || {
+            let ex = executor(preempt);
+            let mut ran = 0u32;
+            for _ in 0..1_000 {
+                ran += ex.run(async { 1 });
+            }
+            assert_eq!(ran, 1_000);
+        });
+    }
+
+    /// Echo server on a plain thread: answers `rounds` 64-byte messages on each of `conns`
+    /// connections.
+    fn echo_server(
+        conns: usize,
+        rounds: usize,
+    ) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let workers: Vec<_> = (0..conns)
+                .map(|_| {
+                    let (mut conn, _) = listener.accept().expect("accept");
+                    std::thread::spawn(move || {
+                        conn.set_nodelay(true).expect("nodelay");
+                        let mut buf = [0u8; 64];
+                        for _ in 0..rounds {
+                            conn.read_exact(&mut buf).expect("read");
+                            conn.write_all(&buf).expect("write");
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().expect("echo worker");
+            }
+        });
+        (addr, server)
+    }
+
+    /// Request/response over loopback, the shard parking between replies while preemption
+    /// timers fire at every period from "always expired" to longer than a round trip: every
+    /// completion must wake the shard (patches `keep-timers`, `submit-and-wait`,
+    /// `one-link-poll` and `progress-before-preempt` in third_party/glommio).
+    #[test]
+    fn a_parked_shard_wakes_for_every_reply() {
+        const CONNS: usize = 2;
+        const ROUNDS: usize = 3_000;
+        for preempt in [
+            Duration::from_nanos(1),
+            Duration::from_micros(20),
+            Duration::from_millis(2),
+        ] {
+            let (addr, server) = echo_server(CONNS, ROUNDS);
+            run_on_thread(Duration::from_secs(60), move || {
+                let ex = executor(preempt);
+                ex.run(async move {
+                    let clients: Vec<_> = (0..CONNS)
+                        .map(|c| {
+                            glommio::spawn_local(async move {
+                                let mut conn = super::connect(addr, Duration::from_secs(5))
+                                    .await
+                                    .expect("connect");
+                                conn.set_nodelay(true).expect("nodelay");
+                                let mut buf = [c as u8; 64];
+                                for round in 0..ROUNDS {
+                                    buf[1] = round as u8;
+                                    conn.write_all(&buf).await.expect("send");
+                                    let mut reply = [0u8; 64];
+                                    conn.read_exact(&mut reply).await.expect("receive");
+                                    assert_eq!(reply, buf, "connection {c}, round {round}");
+                                }
+                                ROUNDS
+                            })
+                        })
+                        .collect();
+                    let mut answered = 0;
+                    for client in clients {
+                        answered += client.await;
+                    }
+                    assert_eq!(answered, CONNS * ROUNDS, "preempt period {preempt:?}");
+                });
+            });
+            server.join().expect("echo server");
+        }
     }
 }

@@ -1324,7 +1324,14 @@ impl LocalExecutor {
         let mut ran = false;
         loop {
             self.reactor.sys.install_eventfd();
-            if self.need_preempt() {
+            // TOLLGATE PATCH (progress-before-preempt): upstream checked for a preemption
+            // before running anything. A latency-ring completion that arrived between the
+            // loop's `poll_io` and this check (a preemption timer, an accept, the eventfd)
+            // then made it report "nothing ran" with task queues still runnable, and the
+            // loop parked: the shard slept with runnable tasks until some unrelated I/O woke
+            // it. With a preemption period shorter than a loop turn it never ran a task at
+            // all. Now each turn runs at least one task before it honours a preemption.
+            if ran && self.need_preempt() {
                 break;
             }
             if !self.run_one_task_queue() {
@@ -1373,7 +1380,8 @@ impl LocalExecutor {
             let mut tasks_executed_this_loop = 0;
             loop {
                 let mut queue_ref = queue.borrow_mut();
-                if self.need_preempt() || queue_ref.yielded() {
+                // TOLLGATE PATCH (progress-before-preempt): the first task runs regardless.
+                if (tasks_executed_this_loop > 0 && self.need_preempt()) || queue_ref.yielded() {
                     break;
                 }
 
@@ -1475,8 +1483,18 @@ impl LocalExecutor {
                 // requests that are latency sensitive we want them out of the
                 // ring ASAP (before we run the task queues). We will also use
                 // the opportunity to install the timer.
+                // TOLLGATE PATCH (keep-timers): no preemption timer is armed while no task
+                // queue is runnable (zero, as `Parker::poll_io` documents), so a timer left
+                // armed by the last busy turn fires once and an idle shard then sleeps.
                 this.parker
-                    .poll_io(|| Some(this.preempt_timer_duration()))
+                    .poll_io(|| {
+                        let queues = this.queues.borrow();
+                        Some(if queues.active_executors.is_empty() {
+                            Duration::ZERO
+                        } else {
+                            queues.preempt_timer_duration
+                        })
+                    })
                     .expect("Failed to poll io! This is actually pretty bad!");
 
                 // run user code

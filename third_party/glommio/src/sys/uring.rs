@@ -1044,6 +1044,23 @@ impl SleepableRing {
         }
     }
 
+    /// TOLLGATE PATCH (one-link-poll): sleeps until a completion while the `POLL_ADD` that
+    /// links the rings, submitted by an earlier `sleep`, is still armed in the kernel.
+    fn sleep_linked(&mut self) -> io::Result<usize> {
+        assert_eq!(
+            self.waiting_kernel_submission(),
+            0,
+            "sleeping with pending SQEs"
+        );
+        self.ring
+            .cq()
+            .wait(1)
+            .map(|_| 1)
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)
+    }
+
     fn sleep(&mut self, link: &Source) -> io::Result<usize> {
         assert_eq!(
             self.waiting_kernel_submission(),
@@ -1072,13 +1089,22 @@ impl SleepableRing {
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
 
-            if self
-                .submit_sqes()
+            // TOLLGATE PATCH (submit-and-wait): upstream submitted the SQE and then waited,
+            // two `io_uring_enter` per park; one call does both. The kernel waits only when
+            // every SQE was submitted (otherwise it returns the short count or an error), and
+            // returns the submitted count even when the wait itself is interrupted, so the
+            // check below still tells whether the rings are linked.
+            let submitted = self
+                .ring
+                .submit_sqes_and_wait(1)
+                .map(|x| {
+                    self.in_kernel += x as usize;
+                    x as usize
+                })
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
+                .or_else(Reactor::intr_ok)?;
+            if submitted != 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // Waiting here is unsafe because we could end up waiting much longer than
                 // needed.
@@ -1086,14 +1112,8 @@ impl SleepableRing {
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                // The rings were linked, and we slept until a completion. Good morning!
+                Ok(1)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1222,7 +1242,11 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    // TOLLGATE PATCH (keep-timers): when the timer in `latency_preemption_timeout_src` fires.
+    latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
+    // TOLLGATE PATCH (one-link-poll): the `POLL_ADD` linking the rings, kept while armed.
+    link_rings_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
 
@@ -1353,7 +1377,9 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
+            link_rings_src: Cell::new(None),
             blocking_thread,
             link_fd,
             notifier,
@@ -1725,7 +1751,18 @@ impl Reactor {
     ///
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
+    ///
+    /// TOLLGATE PATCH (one-link-poll): upstream submitted a new `POLL_ADD` on every park and
+    /// dropped its `Source` on waking without cancelling the request (the source was never
+    /// marked dispatched), so when a park ended on a main-ring event the poll stayed armed.
+    /// Under load hundreds piled up between two latency-ring completions and then completed
+    /// together, overflowing the main completion queue. The source is now kept, and a park
+    /// while it is still armed only waits.
     fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
+        if let Some(armed) = self.link_rings_src.take().filter(Source::is_enqueued) {
+            self.link_rings_src.set(Some(armed));
+            return ring.sleep_linked().or_else(Self::busy_ok).map(|_| {});
+        }
         let link_rings = Source::new(
             IoRequirements::default(),
             self.link_fd,
@@ -1733,7 +1770,9 @@ impl Reactor {
             None,
             None,
         );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+        let slept = ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {});
+        self.link_rings_src.set(Some(link_rings));
+        slept
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1814,22 +1853,38 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // TOLLGATE PATCH (keep-timers): upstream cancelled the latency timer here and
+        // re-armed it below on every call, and replaced the throughput timer on every call:
+        // two cancellations and two new timeouts, that is several `io_uring_enter`, per loop
+        // turn. A timer that is still pending now stays armed as long as it fires no later
+        // than the timer wanted (see `latency_timer_fires_within`), so a task queue gets a
+        // preemption at most one timer period after the previous one instead of a fresh
+        // period each turn. Before a park, it is replaced only if a user timer must fire
+        // earlier; left armed, it wakes the shard at most once, and is not re-armed while no
+        // task queue is runnable (see the executor's `poll_io` call).
+        if preempt_timer().is_none() {
+            if let Some(dur) = user_timer {
+                if !self.latency_timer_fires_within(dur) {
+                    drop(self.latency_preemption_timeout_src.take());
+                }
+            }
+        }
 
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // The throughput timer counts main-ring completions; it is replaced once it has fired
+        // (it then fires after every `ring_depth` completions rather than after `ring_depth`
+        // completions within one loop turn).
+        let throughput = self.throughput_preemption_timeout_src.take();
+        if throughput.as_ref().is_some_and(|src| src.result().is_none()) {
+            self.throughput_preemption_timeout_src.set(throughput);
+        } else {
+            drop(throughput);
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1851,9 +1906,10 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+                if !self.latency_timer_fires_within(dur) {
+                    self.arm_latency_timer(&mut lat_ring, dur);
+                    assert!(flush_rings!(lat_ring)? > 0);
+                }
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1879,9 +1935,12 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
+            // TOLLGATE PATCH (keep-timers): zero means no timer is wanted, as `Parker::poll_io`
+            // documents (the executor passes it when no task queue is runnable).
+            if !preempt.is_zero() && !self.latency_timer_fires_within(preempt) {
+                self.arm_latency_timer(&mut lat_ring, preempt);
+                flush_rings!(lat_ring, main_ring)?;
+            }
         }
 
         // A Note about `need_preempt`:
@@ -1892,6 +1951,27 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// TOLLGATE PATCH (keep-timers): whether the latency ring has a timer that has not fired
+    /// yet and fires within `d` from now.
+    fn latency_timer_fires_within(&self, d: Duration) -> bool {
+        let src = self.latency_preemption_timeout_src.take();
+        let pending = src.as_ref().is_some_and(|src| src.result().is_none());
+        self.latency_preemption_timeout_src.set(src);
+        pending
+            && self
+                .latency_preemption_deadline
+                .get()
+                .is_some_and(|at| at <= Instant::now() + d)
+    }
+
+    /// TOLLGATE PATCH (keep-timers): arms the latency-ring timer to fire after `d`, cancelling
+    /// the one armed before if it is still pending.
+    fn arm_latency_timer(&self, lat_ring: &mut SleepableRing, d: Duration) {
+        self.latency_preemption_timeout_src
+            .set(Some(lat_ring.prepare_latency_preemption_timer(d)));
+        self.latency_preemption_deadline.set(Some(Instant::now() + d));
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
