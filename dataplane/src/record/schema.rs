@@ -18,8 +18,9 @@ use super::chain::HASH_LEN;
 use super::event::{Body, Event, RowsEncoding};
 use super::rows::Rows;
 
-/// Version of the table layout, kept in every file's key-value metadata.
-pub const FORMAT_VERSION: &str = "1";
+/// Version of the archive format, kept in every file's key-value metadata: 1, hashes in the
+/// canonical encoding v1; 2, the same table with hashes in v2 (see `chain.rs`).
+pub const FORMAT_VERSION: &str = "2";
 /// Key of [`FORMAT_VERSION`] in the file metadata.
 pub const FORMAT_KEY: &str = "tollgate.record.format";
 
