@@ -266,6 +266,11 @@ impl Default for RowsColumn {
 impl RowsColumn {
     fn append(&mut self, rows: &Rows) {
         let (text, value_ends, value_null, row_ends) = rows.parts();
+        if self.text.capacity() == 0 && !text.is_empty() {
+            // A batch is sealed at this much payload: reserving it once spares growing the
+            // buffer by doubling (each step a copy of everything so far, into fresh pages).
+            self.text.reserve(super::recorder::BATCH_BYTES + (64 << 10));
+        }
         let text_base = self.text.len() as i64;
         self.text.extend_from_slice(text.as_bytes());
         self.value_offsets
