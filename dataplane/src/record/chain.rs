@@ -11,18 +11,24 @@
 //!
 //! | value        | encoding                                              |
 //! |--------------|-------------------------------------------------------|
-//! | string       | u64 little-endian byte length, then the UTF-8 bytes   |
+//! | length       | v2: unsigned LEB128; v1: u64 little-endian            |
+//! | string       | length in bytes, then the UTF-8 bytes                 |
 //! | u64 / i64    | 8 bytes little-endian                                 |
 //! | u32          | 4 bytes little-endian                                 |
 //! | bool         | one byte, 0 or 1                                      |
 //! | optional `x` | byte 0 for none; byte 1, then `x`                     |
-//! | list of `x`  | u64 little-endian count, then each `x`                |
+//! | list of `x`  | length (the count), then each `x`                     |
 //!
-//! Fields, in order: the string `"tollgate.record.v1"`, instance, session id, principal,
+//! Fields, in order: the string `"tollgate.record.v2"` (`v1`), instance, session id, principal,
 //! groups, connection, protocol, seq, at_us, kind, then the kind's own fields in the order of
 //! their struct in `event.rs`. A result's rows are covered in their stored (decoded) form —
 //! list of rows, each a list of optional strings — followed by `rows_error`, so the hash can
 //! be recomputed from the archive alone. The README lists the full field order.
+//!
+//! Encoding v2 (written since archive format 2) differs from v1 only in the domain string and
+//! in how lengths are written: a result's values are mostly a few bytes long, and v1's 9 bytes
+//! of marker and length per value made SHA-256 hash 1.7 times the rows' text. Files written
+//! with v1 still verify: [`super::read::Recorded::computed_hash`] tries both.
 
 use aws_lc_rs::digest;
 
@@ -35,11 +41,45 @@ pub const HASH_LEN: usize = 32;
 /// The `prev_hash` of a session's first event.
 pub const ZERO_HASH: [u8; HASH_LEN] = [0; HASH_LEN];
 
-const DOMAIN: &str = "tollgate.record.v1";
+/// A version of the canonical encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// Lengths and counts as u64 little-endian (archive format 1).
+    V1,
+    /// Lengths and counts as unsigned LEB128 (archive format 2).
+    V2,
+}
 
-/// Computes an event's hash. `rows` is the decoded form of a result's rows (ignored for other
-/// kinds); `scratch` is reused between calls to avoid allocating.
+impl Encoding {
+    /// The encoding the recorder writes.
+    pub(crate) const CURRENT: Encoding = Encoding::V2;
+    /// Every encoding, the current one first (the order [`super::read`] tries them in).
+    pub(crate) const ALL: [Encoding; 2] = [Encoding::V2, Encoding::V1];
+
+    fn domain(self) -> &'static str {
+        match self {
+            Encoding::V1 => "tollgate.record.v1",
+            Encoding::V2 => "tollgate.record.v2",
+        }
+    }
+}
+
+/// Computes an event's hash with the current encoding. `rows` is the decoded form of a
+/// result's rows (ignored for other kinds); `scratch` is reused between calls to avoid
+/// allocating.
 pub(crate) fn event_hash(
+    prev: &[u8; HASH_LEN],
+    instance: &str,
+    e: &Event,
+    rows: &Rows,
+    scratch: &mut Vec<u8>,
+) -> [u8; HASH_LEN] {
+    event_hash_with(Encoding::CURRENT, prev, instance, e, rows, scratch)
+}
+
+/// [`event_hash`] with a given encoding.
+pub(crate) fn event_hash_with(
+    encoding: Encoding,
     prev: &[u8; HASH_LEN],
     instance: &str,
     e: &Event,
@@ -48,8 +88,11 @@ pub(crate) fn event_hash(
 ) -> [u8; HASH_LEN] {
     scratch.clear();
     scratch.extend_from_slice(prev);
-    let mut w = Canonical(scratch);
-    w.str(DOMAIN);
+    let mut w = Canonical {
+        out: scratch,
+        encoding,
+    };
+    w.str(encoding.domain());
     w.str(instance);
     let s = &e.session;
     w.str(&s.id);
@@ -129,33 +172,46 @@ pub(crate) fn event_hash(
 }
 
 /// The canonical encoding's writer.
-struct Canonical<'a>(&'a mut Vec<u8>);
+struct Canonical<'a> {
+    out: &'a mut Vec<u8>,
+    encoding: Encoding,
+}
 
 impl Canonical<'_> {
     fn len(&mut self, n: usize) {
-        self.u64(n as u64);
+        match self.encoding {
+            Encoding::V1 => self.u64(n as u64),
+            Encoding::V2 => {
+                let mut n = n as u64;
+                while n >= 0x80 {
+                    self.out.push(n as u8 | 0x80);
+                    n >>= 7;
+                }
+                self.out.push(n as u8);
+            }
+        }
     }
     fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.out.extend_from_slice(&v.to_le_bytes());
     }
     fn i64(&mut self, v: i64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.out.extend_from_slice(&v.to_le_bytes());
     }
     fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.out.extend_from_slice(&v.to_le_bytes());
     }
     fn bool(&mut self, v: bool) {
-        self.0.push(u8::from(v));
+        self.out.push(u8::from(v));
     }
     fn str(&mut self, s: &str) {
         self.len(s.len());
-        self.0.extend_from_slice(s.as_bytes());
+        self.out.extend_from_slice(s.as_bytes());
     }
     fn opt_str(&mut self, s: Option<&str>) {
         match s {
-            None => self.0.push(0),
+            None => self.out.push(0),
             Some(s) => {
-                self.0.push(1);
+                self.out.push(1);
                 self.str(s);
             }
         }
@@ -165,6 +221,7 @@ impl Canonical<'_> {
     fn rows(&mut self, rows: &Rows) {
         let (text, value_ends, value_null, row_ends) = rows.parts();
         let text = text.as_bytes();
+        self.out.reserve(text.len() + 2 * value_ends.len() + row_ends.len());
         self.len(row_ends.len());
         let (mut value, mut start) = (0, 0);
         for &row_end in row_ends {
@@ -176,13 +233,12 @@ impl Canonical<'_> {
                 .zip(value_null.get(value..row_end).unwrap_or_default())
             {
                 if null {
-                    self.0.push(0);
+                    self.out.push(0);
                 } else {
                     let bytes = text.get(start..end).unwrap_or_default();
-                    self.0.push(1);
-                    self.0
-                        .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-                    self.0.extend_from_slice(bytes);
+                    self.out.push(1);
+                    self.len(bytes.len());
+                    self.out.extend_from_slice(bytes);
                 }
                 start = end;
             }
@@ -244,10 +300,29 @@ mod tests {
         assert_ne!(h, event_hash(&ZERO_HASH, "gw", &later, &rows, &mut scratch));
     }
 
+    /// LEB128 as the README describes it, written out independently of `Canonical`.
+    fn leb128(c: &mut Vec<u8>, mut v: u64) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                c.push(byte);
+                return;
+            }
+            c.push(byte | 0x80);
+        }
+    }
+
     /// The canonical encoding of a result, written out field by field as README.md documents
-    /// it, hashes to what `event_hash` computes.
+    /// it, hashes to what `event_hash_with` computes, in both encodings.
     #[test]
     fn a_result_hashes_as_documented() {
+        for encoding in Encoding::ALL {
+            a_result_hashes_as_documented_in(encoding);
+        }
+    }
+
+    fn a_result_hashes_as_documented_in(encoding: Encoding) {
         let columns = vec![
             Column {
                 name: "id".into(),
@@ -283,15 +358,23 @@ mod tests {
 
         let prev = [7u8; HASH_LEN];
         let mut c = prev.to_vec();
+        let len = |c: &mut Vec<u8>, n: usize| match encoding {
+            Encoding::V1 => c.extend_from_slice(&(n as u64).to_le_bytes()),
+            Encoding::V2 => leb128(c, n as u64),
+        };
         let s = |c: &mut Vec<u8>, v: &str| {
-            c.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            len(c, v.len());
             c.extend_from_slice(v.as_bytes());
         };
         let u = |c: &mut Vec<u8>, v: u64| c.extend_from_slice(&v.to_le_bytes());
-        for v in ["tollgate.record.v1", "gw", "s", "p"] {
+        let domain = match encoding {
+            Encoding::V1 => "tollgate.record.v1",
+            Encoding::V2 => "tollgate.record.v2",
+        };
+        for v in [domain, "gw", "s", "p"] {
             s(&mut c, v);
         }
-        u(&mut c, 1); // groups
+        len(&mut c, 1); // groups
         s(&mut c, "g");
         for v in ["c", "postgres"] {
             s(&mut c, v);
@@ -305,7 +388,7 @@ mod tests {
         c.push(1);
         s(&mut c, "SELECT 2");
         c.extend_from_slice(&[0, 0]); // sqlstate, error
-        u(&mut c, 2); // columns
+        len(&mut c, 2); // columns
         s(&mut c, "id");
         c.extend_from_slice(&20u32.to_le_bytes());
         c.push(0);
@@ -313,13 +396,13 @@ mod tests {
         c.extend_from_slice(&17u32.to_le_bytes());
         c.push(1);
         s(&mut c, "pg_datarow");
-        u(&mut c, 2); // rows
-        u(&mut c, 2);
+        len(&mut c, 2); // rows
+        len(&mut c, 2);
         c.push(1);
         s(&mut c, "1");
         c.push(1);
         s(&mut c, "\\x00ff");
-        u(&mut c, 2);
+        len(&mut c, 2);
         c.push(0);
         c.push(1);
         s(&mut c, "\\x");
@@ -328,7 +411,27 @@ mod tests {
         c.push(0); // truncated
         let want = digest::digest(&digest::SHA256, &c);
 
-        let got = event_hash(&prev, "gw", &e, &rows, &mut Vec::new());
-        assert_eq!(got.as_slice(), want.as_ref());
+        let got = event_hash_with(encoding, &prev, "gw", &e, &rows, &mut Vec::new());
+        assert_eq!(got.as_slice(), want.as_ref(), "{encoding:?}");
+    }
+
+    #[test]
+    fn v2_lengths_are_leb128_and_differ_from_v1() {
+        let mut out = Vec::new();
+        let mut w = Canonical {
+            out: &mut out,
+            encoding: Encoding::V2,
+        };
+        for n in [0, 127, 128, 300] {
+            w.len(n);
+        }
+        assert_eq!(out, [0x00, 0x7f, 0x80, 0x01, 0xac, 0x02]);
+        let e = event("x", vec!["ab".into()]);
+        let rows = Rows::default();
+        let mut scratch = Vec::new();
+        assert_ne!(
+            event_hash_with(Encoding::V1, &ZERO_HASH, "gw", &e, &rows, &mut scratch),
+            event_hash_with(Encoding::V2, &ZERO_HASH, "gw", &e, &rows, &mut scratch)
+        );
     }
 }

@@ -48,20 +48,38 @@ pub struct Recorded {
 
 impl Recorded {
     /// Computes the event's hash from its stored fields and stored `prev_hash`; equal to
-    /// `hash` unless the row was changed.
+    /// `hash` unless the row was changed. Each version of the canonical encoding is tried,
+    /// the current one first, so events recorded by earlier versions (archive format 1, or
+    /// their logged batches recovered into a newer file) verify too; when none reproduces
+    /// `hash`, the current encoding's hash is returned. Accepting either is as strong as
+    /// accepting one: both are injective and their domain strings differ.
     pub fn computed_hash(&self) -> [u8; HASH_LEN] {
         let mut rows = Rows::default();
         if let Body::Result(r) = &self.event.body {
             rows.decode_pg(&r.rows_data, &r.columns);
             rows.error = self.rows_error.clone();
         }
-        chain::event_hash(
-            &self.prev_hash,
-            &self.instance,
-            &self.event,
-            &rows,
-            &mut Vec::new(),
-        )
+        let mut scratch = Vec::new();
+        let mut hash = |encoding| {
+            chain::event_hash_with(
+                encoding,
+                &self.prev_hash,
+                &self.instance,
+                &self.event,
+                &rows,
+                &mut scratch,
+            )
+        };
+        let current = hash(chain::Encoding::CURRENT);
+        if current == self.hash {
+            return current;
+        }
+        chain::Encoding::ALL
+            .into_iter()
+            .filter(|&e| e != chain::Encoding::CURRENT)
+            .map(&mut hash)
+            .find(|h| *h == self.hash)
+            .unwrap_or(current)
     }
 }
 

@@ -18,8 +18,9 @@ use super::chain::HASH_LEN;
 use super::event::{Body, Event, RowsEncoding};
 use super::rows::Rows;
 
-/// Version of the table layout, kept in every file's key-value metadata.
-pub const FORMAT_VERSION: &str = "1";
+/// Version of the archive format, kept in every file's key-value metadata: 1, hashes in the
+/// canonical encoding v1; 2, the same table with hashes in v2 (see `chain.rs`).
+pub const FORMAT_VERSION: &str = "2";
 /// Key of [`FORMAT_VERSION`] in the file metadata.
 pub const FORMAT_KEY: &str = "tollgate.record.format";
 
@@ -265,6 +266,11 @@ impl Default for RowsColumn {
 impl RowsColumn {
     fn append(&mut self, rows: &Rows) {
         let (text, value_ends, value_null, row_ends) = rows.parts();
+        if self.text.capacity() == 0 && !text.is_empty() {
+            // A batch is sealed at this much payload: reserving it once spares growing the
+            // buffer by doubling (each step a copy of everything so far, into fresh pages).
+            self.text.reserve(super::recorder::BATCH_BYTES + (64 << 10));
+        }
         let text_base = self.text.len() as i64;
         self.text.extend_from_slice(text.as_bytes());
         self.value_offsets

@@ -1024,3 +1024,58 @@ fn malformed_rows_are_recorded_as_far_as_they_decode_and_flagged() {
     }
     assert!(verify(dir.path()).is_clean());
 }
+
+/// An archive whose chains were hashed with the canonical encoding v1 (archive format 1, as
+/// gateways before format 2 wrote it) verifies, and an edit in it still shows.
+#[test]
+fn an_archive_hashed_with_encoding_v1_still_verifies_and_shows_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::start(&config(dir.path()), 1).unwrap();
+    for id in ["clean", "edit"] {
+        push_all(&rec.shard(0), session(id, T0));
+    }
+    rec.shutdown();
+    let file = dir
+        .path()
+        .join("date=2024-05-01/hour=12/gw1-00000001.parquet");
+    // The same events chained as format 1 chained them.
+    rewrite(&file, |events| {
+        let mut last: std::collections::HashMap<String, [u8; 32]> = Default::default();
+        for r in events.iter_mut() {
+            let prev = last
+                .get(&r.event.session.id)
+                .copied()
+                .unwrap_or(chain::ZERO_HASH);
+            let mut rows = Rows::default();
+            if let Body::Result(res) = &r.event.body {
+                rows.decode_pg(&res.rows_data, &res.columns);
+                rows.error = r.rows_error.clone();
+            }
+            let v1 = chain::event_hash_with(
+                chain::Encoding::V1,
+                &prev,
+                &r.instance,
+                &r.event,
+                &rows,
+                &mut Vec::new(),
+            );
+            assert_ne!(v1, r.hash, "v1 and v2 hash alike");
+            (r.prev_hash, r.hash) = (prev, v1);
+            last.insert(r.event.session.id.clone(), v1);
+        }
+    });
+    let report = verify(dir.path());
+    assert!(report.is_clean(), "{report}");
+
+    rewrite(&file, |events| {
+        let r = events
+            .iter_mut()
+            .find(|r| r.event.session.id == "edit" && r.event.seq == 1)
+            .unwrap();
+        if let Body::Statement(st) = &mut r.event.body {
+            st.text = "select 1".into();
+        }
+    });
+    let report = verify(dir.path());
+    assert_eq!(report.tampered_sessions(), vec!["edit"], "{report}");
+}

@@ -52,6 +52,11 @@ pub(crate) const REBUILD_ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
 /// [`ArchiveFile::checkpoint`]).
 const PADDING: [u8; 8 * 1024] = [0; 8 * 1024];
 
+/// A batch goes to the Parquet writer in slices of about this much payload: the writer computes
+/// the nesting levels of `result_rows` for all the rows it is given at once, and for a whole
+/// 8 MiB batch those buffers took fresh pages from the kernel every batch.
+const SLICE_PAYLOAD: usize = 512 * 1024;
+
 /// How the archive's Parquet files are written: zstd, row groups of up to 128 Ki events, page
 /// statistics (for DuckDB's pruning on time, session, principal, ...) except on long free text
 /// and hashes nobody filters by range, and no dictionary for columns whose values rarely
@@ -256,8 +261,7 @@ impl ArchiveFile {
         {
             // Until the checkpoint is written the batch is nowhere durable: a failure leaves
             // the file as its last checkpoint and the log say, without this batch.
-            self.parquet
-                .write(batch)
+            self.write_sliced(batch, payload)
                 .and_then(|()| self.parquet.flush())
                 .map_err(|e| {
                     AppendError::NotLogged(parquet_io("writing", &self.paths.partial, e))
@@ -270,11 +274,24 @@ impl ArchiveFile {
                 format!("writing {}: {e}", self.paths.wal.display()),
             ))
         })?;
-        self.parquet
-            .write(batch)
+        self.write_sliced(batch, payload)
             .map_err(|e| AppendError::Logged(parquet_io("writing", &self.paths.partial, e)))?;
         self.open_payload += payload;
         self.open_events += events;
+        Ok(())
+    }
+
+    /// Hands `batch` to the Parquet writer in slices of about [`SLICE_PAYLOAD`] (zero-copy
+    /// views; pages and row groups do not depend on how the rows are cut).
+    fn write_sliced(&mut self, batch: &RecordBatch, payload: usize) -> Result<(), ParquetError> {
+        let rows = batch.num_rows();
+        let step = (rows * SLICE_PAYLOAD / payload.max(1)).clamp(1, rows.max(1));
+        let mut at = 0;
+        while at < rows {
+            let n = step.min(rows - at);
+            self.parquet.write(&batch.slice(at, n))?;
+            at += n;
+        }
         Ok(())
     }
 
