@@ -19,6 +19,7 @@ mod normalise;
 mod privileged;
 
 pub use facts::{class_rank, facts, Class, Facts, StatementFacts};
+pub(crate) use normalise::sip13_words;
 pub use normalise::{fingerprint, fingerprint_hash, Fingerprint};
 
 /// Which server's SQL the text is written for.
