@@ -37,18 +37,22 @@ pub struct Fingerprint {
 /// The fingerprint text and hash of `sql`.
 pub fn fingerprint(sql: &str, dialect: Dialect) -> Fingerprint {
     let mut sink = TextAndHash {
-        text: Vec::with_capacity(sql.len()),
+        text: TextSink(Vec::with_capacity(sql.len())),
         hash: HashSink::new(dialect),
     };
     render(sql, dialect, &mut sink);
-    // Tokens end on ASCII or at the end of input and only ASCII is case-folded, so the text
-    // stays UTF-8; the lossy branch is there so that a mistake cannot panic.
-    let text = String::from_utf8(sink.text)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     Fingerprint {
-        text,
+        text: sink.text.into_string(),
         hash: sink.hash.finish(),
     }
+}
+
+/// The fingerprint text of `sql` without the hash: what a decision-cache miss puts in the
+/// policy input, after the lookup has hashed the statement with `fingerprint_hash`.
+pub fn fingerprint_text(sql: &str, dialect: Dialect) -> String {
+    let mut sink = TextSink(Vec::with_capacity(sql.len()));
+    render(sql, dialect, &mut sink);
+    sink.into_string()
 }
 
 /// The fingerprint hash of `sql` without building the text: the decision-cache lookup path.
@@ -231,18 +235,40 @@ impl<const C: usize, const D: usize> Sink for HashSink<C, D> {
     }
 }
 
+/// The rendered text; markers are for the hash only.
+struct TextSink(Vec<u8>);
+
+impl TextSink {
+    fn into_string(self) -> String {
+        // Tokens end on ASCII or at the end of input and only ASCII is case-folded, so the
+        // text stays UTF-8; the lossy branch is there so that a mistake cannot panic.
+        String::from_utf8(self.0)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+}
+
+impl Sink for TextSink {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+    fn put_lower(&mut self, bytes: &[u8]) {
+        self.0.extend(bytes.iter().map(u8::to_ascii_lowercase));
+    }
+    fn mark(&mut self) {}
+}
+
 struct TextAndHash {
-    text: Vec<u8>,
+    text: TextSink,
     hash: HashSink,
 }
 
 impl Sink for TextAndHash {
     fn put(&mut self, bytes: &[u8]) {
-        self.text.extend_from_slice(bytes);
+        self.text.put(bytes);
         self.hash.put(bytes);
     }
     fn put_lower(&mut self, bytes: &[u8]) {
-        self.text.extend(bytes.iter().map(u8::to_ascii_lowercase));
+        self.text.put_lower(bytes);
         self.hash.put_lower(bytes);
     }
     fn mark(&mut self) {

@@ -429,13 +429,14 @@ proptest! {
     }
 
     #[test]
-    fn never_panics_and_both_paths_agree(
+    fn never_panics_and_all_paths_agree(
         sql in "([-'\"$/*#`\\\\eEuUxXbBnN&0-9a-z;(),.:!=<>?@ \n\t]|\\PC){0,64}",
         mysql in any::<bool>(),
     ) {
         let d = if mysql { MY } else { PG };
         let f = fingerprint(&sql, d);
         prop_assert_eq!(f.hash, fingerprint_hash(&sql, d));
+        prop_assert_eq!(&f.text, &fingerprint_text(&sql, d));
         prop_assert_eq!(fingerprint(&sql, d), f);
     }
 }
