@@ -96,7 +96,7 @@ fn decide(c: &mut Criterion) {
     let input = session_input.document(sql_request_value(sql));
     let mut stages = c.benchmark_group("decide_stages/pgbench_select");
     stages.bench_function("fingerprint", |b| {
-        b.iter(|| tollgate::sql::fingerprint(black_box(sql), Dialect::Postgres))
+        b.iter(|| tollgate::sql::fingerprint_text(black_box(sql), Dialect::Postgres))
     });
     stages.bench_function("facts", |b| {
         b.iter(|| tollgate::sql::facts(black_box(sql), Dialect::Postgres))

@@ -151,11 +151,11 @@ impl Gatekeeper {
 /// `input.request` for a SQL text: its fingerprint and the facts of every statement. This is
 /// the work a decision-cache miss costs; `tollctl policy explain` shows the same document.
 pub fn sql_request(text: &str) -> Value {
-    let fp = sql::fingerprint(text, Dialect::Postgres);
+    let fingerprint = sql::fingerprint_text(text, Dialect::Postgres);
     let facts = sql::facts(text, Dialect::Postgres);
     json!({
         "kind": "sql",
-        "fingerprint": fp.text,
+        "fingerprint": fingerprint,
         "statements": facts.statements,
         "multi_statement": facts.multi_statement,
         "parse_error": facts.parse_error,
@@ -165,9 +165,9 @@ pub fn sql_request(text: &str) -> Value {
 /// [`sql_request`] built directly as the value the policy engine evaluates (the data path's
 /// way; the same document, see `policy::input`).
 pub fn sql_request_value(text: &str) -> regorus::Value {
-    let fp = sql::fingerprint(text, Dialect::Postgres);
+    let fingerprint = sql::fingerprint_text(text, Dialect::Postgres);
     let facts = sql::facts(text, Dialect::Postgres);
-    policy::input::sql_request(fp.text, &facts)
+    policy::input::sql_request(fingerprint, &facts)
 }
 
 /// The whole policy input document (see `policies/README.md`).

@@ -246,8 +246,10 @@ fn copy_options_start(code: &str, toks: &[PieceToken]) -> Option<usize> {
 
 fn split(sql: &str, dialect: Dialect) -> Vec<Piece> {
     let mut pieces = Vec::new();
-    let mut code = String::new();
-    let mut toks: Vec<PieceToken> = Vec::new();
+    // Sized for the usual one-statement batch, whose code is about as long as the text, so
+    // that neither grows a doubling at a time.
+    let mut code = String::with_capacity(sql.len());
+    let mut toks: Vec<PieceToken> = Vec::with_capacity(sql.len() / 4 + 1);
     let mut prev: Option<(Tok, usize)> = None;
     let mut depth = 0usize;
     let mut tokens = Lexer::new(sql, dialect).peekable();

@@ -19,7 +19,8 @@ mod normalise;
 mod privileged;
 
 pub use facts::{class_rank, facts, Class, Facts, StatementFacts};
-pub use normalise::{fingerprint, fingerprint_hash, Fingerprint};
+pub(crate) use normalise::sip13_words;
+pub use normalise::{fingerprint, fingerprint_hash, fingerprint_text, Fingerprint};
 
 /// Which server's SQL the text is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

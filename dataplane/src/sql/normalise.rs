@@ -37,24 +37,39 @@ pub struct Fingerprint {
 /// The fingerprint text and hash of `sql`.
 pub fn fingerprint(sql: &str, dialect: Dialect) -> Fingerprint {
     let mut sink = TextAndHash {
-        text: Vec::with_capacity(sql.len()),
+        text: TextSink(Vec::with_capacity(sql.len())),
         hash: HashSink::new(dialect),
     };
     render(sql, dialect, &mut sink);
-    // Tokens end on ASCII or at the end of input and only ASCII is case-folded, so the text
-    // stays UTF-8; the lossy branch is there so that a mistake cannot panic.
-    let text = String::from_utf8(sink.text)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     Fingerprint {
-        text,
+        text: sink.text.into_string(),
         hash: sink.hash.finish(),
     }
+}
+
+/// The fingerprint text of `sql` without the hash: what a decision-cache miss puts in the
+/// policy input, after the lookup has hashed the statement with `fingerprint_hash`.
+pub fn fingerprint_text(sql: &str, dialect: Dialect) -> String {
+    let mut sink = TextSink(Vec::with_capacity(sql.len()));
+    render(sql, dialect, &mut sink);
+    sink.into_string()
 }
 
 /// The fingerprint hash of `sql` without building the text: the decision-cache lookup path.
 pub fn fingerprint_hash(sql: &str, dialect: Dialect) -> u64 {
     let mut sink = HashSink::new(dialect);
     render(sql, dialect, &mut sink);
+    sink.finish()
+}
+
+/// SipHash-1-3 of `words`, each as its eight little-endian bytes, under `key`: the value std's
+/// `DefaultHasher` with that key gives for `write_u64` of each word, without its byte-at-a-time
+/// buffering. The decision cache mixes its keys with it (`policy::cache`).
+pub(crate) fn sip13_words(key: (u64, u64), words: &[u64]) -> u64 {
+    let mut sink = HashSink::<1, 3>::with_key(key.0, key.1);
+    for &word in words {
+        sink.push(word, 8);
+    }
     sink.finish()
 }
 
@@ -166,17 +181,26 @@ impl<const C: usize, const D: usize> HashSink<C, D> {
     }
 }
 
-/// Up to eight bytes as a little-endian word.
+/// Up to eight bytes as a little-endian word (the rest zero).
+///
+/// Most chunks are shorter than eight bytes (a space, a short word), so those are read as two
+/// overlapping halves, first and last: an overlapping byte lands on the same bits from both
+/// and the OR keeps it. That is two loads where a byte loop took one step per byte.
 #[inline(always)]
 fn load(chunk: &[u8]) -> u64 {
-    if let Ok(word) = <[u8; 8]>::try_from(chunk) {
-        return u64::from_le_bytes(word);
+    let n = chunk.len();
+    if let Some(word) = chunk.first_chunk::<8>() {
+        return u64::from_le_bytes(*word);
     }
-    let mut m = 0u64;
-    for (i, &b) in chunk.iter().enumerate() {
-        m |= u64::from(b) << (8 * i);
+    if let (Some(lo), Some(hi)) = (chunk.first_chunk::<4>(), chunk.last_chunk::<4>()) {
+        return u64::from(u32::from_le_bytes(*lo))
+            | u64::from(u32::from_le_bytes(*hi)) << (8 * (n - 4));
     }
-    m
+    if let (Some(lo), Some(hi)) = (chunk.first_chunk::<2>(), chunk.last_chunk::<2>()) {
+        return u64::from(u16::from_le_bytes(*lo))
+            | u64::from(u16::from_le_bytes(*hi)) << (8 * (n - 2));
+    }
+    chunk.first().map_or(0, |&b| u64::from(b))
 }
 
 /// ASCII `A`-`Z` to lower case in all eight bytes at once; other bytes unchanged.
@@ -211,18 +235,40 @@ impl<const C: usize, const D: usize> Sink for HashSink<C, D> {
     }
 }
 
+/// The rendered text; markers are for the hash only.
+struct TextSink(Vec<u8>);
+
+impl TextSink {
+    fn into_string(self) -> String {
+        // Tokens end on ASCII or at the end of input and only ASCII is case-folded, so the
+        // text stays UTF-8; the lossy branch is there so that a mistake cannot panic.
+        String::from_utf8(self.0)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+}
+
+impl Sink for TextSink {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+    fn put_lower(&mut self, bytes: &[u8]) {
+        self.0.extend(bytes.iter().map(u8::to_ascii_lowercase));
+    }
+    fn mark(&mut self) {}
+}
+
 struct TextAndHash {
-    text: Vec<u8>,
+    text: TextSink,
     hash: HashSink,
 }
 
 impl Sink for TextAndHash {
     fn put(&mut self, bytes: &[u8]) {
-        self.text.extend_from_slice(bytes);
+        self.text.put(bytes);
         self.hash.put(bytes);
     }
     fn put_lower(&mut self, bytes: &[u8]) {
-        self.text.extend(bytes.iter().map(u8::to_ascii_lowercase));
+        self.text.put_lower(bytes);
         self.hash.put_lower(bytes);
     }
     fn mark(&mut self) {

@@ -284,6 +284,31 @@ fn siphash_matches_the_reference_vectors() {
 }
 
 #[test]
+fn load_reads_every_length_little_endian() {
+    let bytes: Vec<u8> = (1..=8).map(|b| b * 0x11).collect();
+    for n in 0..=8 {
+        let chunk = &bytes[..n];
+        let want = chunk
+            .iter()
+            .enumerate()
+            .fold(0u64, |m, (i, &b)| m | u64::from(b) << (8 * i));
+        assert_eq!(load(chunk), want, "{n} bytes");
+    }
+}
+
+#[test]
+fn sip13_words_is_siphash_of_the_words_bytes() {
+    let key = (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908);
+    for words in [&[][..], &[1], &[u64::MAX, 0, 0x0123_4567_89ab_cdef]] {
+        let mut bytes = HashSink::<1, 3>::with_key(key.0, key.1);
+        for w in words {
+            bytes.put(&w.to_le_bytes());
+        }
+        assert_eq!(sip13_words(key, words), bytes.finish(), "{words:?}");
+    }
+}
+
+#[test]
 fn word_at_a_time_lower_case_is_ascii_lower_case() {
     for b in 0..=255u8 {
         let m = u64::from_le_bytes([b, b'A', b'z', b'Z', 0x80 | b'A', b'@', b'[', b]);
@@ -404,13 +429,14 @@ proptest! {
     }
 
     #[test]
-    fn never_panics_and_both_paths_agree(
+    fn never_panics_and_all_paths_agree(
         sql in "([-'\"$/*#`\\\\eEuUxXbBnN&0-9a-z;(),.:!=<>?@ \n\t]|\\PC){0,64}",
         mysql in any::<bool>(),
     ) {
         let d = if mysql { MY } else { PG };
         let f = fingerprint(&sql, d);
         prop_assert_eq!(f.hash, fingerprint_hash(&sql, d));
+        prop_assert_eq!(&f.text, &fingerprint_text(&sql, d));
         prop_assert_eq!(fingerprint(&sql, d), f);
     }
 }

@@ -915,11 +915,21 @@ impl RegoVM {
             .or_else(fallback_execution_timer_config)
     }
 
+    /// TOLLGATE PATCH (9): inline, with the clock read out of line. The dispatch loop calls
+    /// this once per instruction, and without a time limit (Tollgate sets none) it only tests
+    /// that the timer has no configuration; as an out-of-line call that test cost a call.
+    #[inline]
     pub(super) fn execution_timer_tick(&mut self, work_units: u32) -> Result<()> {
         if !self.execution_timer.accumulate(work_units) {
             return Ok(());
         }
+        self.execution_timer_check()
+    }
 
+    /// The time check `execution_timer_tick` runs when one is due. TOLLGATE PATCH (9).
+    #[cold]
+    #[inline(never)]
+    fn execution_timer_check(&mut self) -> Result<()> {
         let Some(now) = monotonic_now() else {
             return Ok(());
         };

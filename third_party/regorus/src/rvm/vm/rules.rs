@@ -102,9 +102,7 @@ impl RegoVM {
                     ctx.current_definition_index = def_idx;
                 }
 
-                self.registers
-                    .resize_with(num_retained_registers, || Value::Undefined);
-                self.registers.resize_with(num_registers, || Value::Undefined);
+                reset_register_window(&mut self.registers, num_retained_registers, num_registers);
 
                 if let Some(destructuring_entry_point) =
                     rule_info.destructuring_blocks.get(def_idx).and_then(|x| *x)
@@ -596,10 +594,11 @@ impl RegoVM {
                     ctx.current_body_index = frame_data.current_body_index;
                 }
 
-                self.registers
-                    .resize_with(frame_data.num_retained_registers, || Value::Undefined);
-                self.registers
-                    .resize_with(frame_data.num_registers, || Value::Undefined);
+                reset_register_window(
+                    &mut self.registers,
+                    frame_data.num_retained_registers,
+                    frame_data.num_registers,
+                );
 
                 if let Some(destructuring_entry_point) = rule_info
                     .destructuring_blocks
@@ -935,4 +934,22 @@ impl RegoVM {
             pc: self.pc,
         })
     }
+}
+
+/// A rule body's register window before the body runs: `len` registers, the first `retained`
+/// (the result and the arguments) kept, every other one `Undefined`. The same window as
+/// `resize_with(retained, ..)` then `resize_with(len, ..)`, which is what this replaces.
+///
+/// TOLLGATE PATCH (8): the two `resize_with` calls dropped every register past `retained`, an
+/// out-of-line `drop_in_place::<Value>` call each, and most are `Undefined` (a body uses few of
+/// its registers): ~500 calls per cold Tollgate decision. Here a register that is already
+/// `Undefined` is left alone; the others are dropped as before.
+fn reset_register_window(registers: &mut Vec<Value>, retained: usize, len: usize) {
+    registers.truncate(len);
+    for register in registers.iter_mut().skip(retained) {
+        if !matches!(*register, Value::Undefined) {
+            *register = Value::Undefined;
+        }
+    }
+    registers.resize_with(len, || Value::Undefined);
 }
