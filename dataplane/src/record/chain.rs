@@ -221,7 +221,8 @@ impl Canonical<'_> {
     fn rows(&mut self, rows: &Rows) {
         let (text, value_ends, value_null, row_ends) = rows.parts();
         let text = text.as_bytes();
-        self.out.reserve(text.len() + 2 * value_ends.len() + row_ends.len());
+        self.out
+            .reserve(text.len() + 2 * value_ends.len() + row_ends.len());
         self.len(row_ends.len());
         let (mut value, mut start) = (0, 0);
         for &row_end in row_ends {
