@@ -145,8 +145,9 @@ mod tests {
     }
 
     /// A preemption that lands before the first task runs must not park the shard while the
-    /// task is runnable (glommio 0.9.0 parked and slept until unrelated I/O; patch
-    /// `runnable-no-park` in third_party/glommio).
+    /// task is runnable (glommio 0.9.0 parked and slept until unrelated I/O, and never ran a
+    /// task at all with a preemption period this short; patch `progress-before-preempt` in
+    /// third_party/glommio).
     #[test]
     fn runnable_tasks_survive_a_preemption_before_they_run() {
         let preempt = Duration::from_nanos(1);
