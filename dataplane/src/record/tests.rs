@@ -1079,3 +1079,78 @@ fn an_archive_hashed_with_encoding_v1_still_verifies_and_shows_edits() {
     let report = verify(dir.path());
     assert_eq!(report.tampered_sessions(), vec!["edit"], "{report}");
 }
+
+/// The vendored parquet compresses each zstd page in one call after whatever the page buffer
+/// holds (patch zstd-bulk in third_party/parquet/src/compression.rs): pages of both format
+/// versions (a v2 page keeps its levels uncompressed in front), small pages and pages larger
+/// than zstd's window, with nulls, must read back as written.
+#[test]
+fn zstd_pages_of_both_format_versions_read_back_as_written() {
+    use arrow::array::{Array, ListBuilder, RecordBatch, StringBuilder};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::{WriterProperties, WriterVersion};
+
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut text = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 8) as u8)
+            })
+            .collect()
+    };
+    let mut lists = ListBuilder::new(StringBuilder::new());
+    for i in 0..3000usize {
+        if i % 7 == 3 {
+            lists.append(false);
+            continue;
+        }
+        for j in 0..(i % 5) {
+            if j == 1 {
+                lists.values().append_null();
+            } else {
+                // Every 1000th value is 1 MiB: a page beyond zstd's 512 KiB window at level 1.
+                let len = if i % 1000 == 999 {
+                    1 << 20
+                } else {
+                    10 + i % 90
+                };
+                lists.values().append_value(text(len));
+            }
+        }
+        lists.append(true);
+    }
+    let column: Arc<dyn Array> = Arc::new(lists.finish());
+    let batch = RecordBatch::try_from_iter([("values", column)]).unwrap();
+    for (version, page_bytes) in [
+        (WriterVersion::PARQUET_1_0, 4 << 10),
+        (WriterVersion::PARQUET_2_0, 4 << 10),
+        (WriterVersion::PARQUET_2_0, 8 << 20),
+    ] {
+        let props = WriterProperties::builder()
+            .set_writer_version(version)
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_data_page_size_limit(page_bytes)
+            .set_dictionary_enabled(false)
+            .build();
+        let mut file = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut file, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(file)).unwrap();
+        let chunk = reader.metadata().row_group(0).column(0);
+        assert_eq!(chunk.compression(), Compression::ZSTD(ZstdLevel::default()));
+        let (packed, plain) = (chunk.compressed_size(), chunk.uncompressed_size());
+        assert!(
+            packed < plain / 2,
+            "{version:?}: {packed} bytes for {plain}"
+        );
+        let read: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
+        let read = arrow::compute::concat_batches(&batch.schema(), &read).unwrap();
+        assert!(read == batch, "{version:?}, pages of {page_bytes} bytes");
+    }
+}
