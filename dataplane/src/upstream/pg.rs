@@ -71,6 +71,12 @@ pub enum Auth {
     ScramCached,
 }
 
+impl std::fmt::Display for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Auth {
     pub fn as_str(self) -> &'static str {
         match self {
