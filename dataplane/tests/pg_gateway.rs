@@ -412,6 +412,207 @@ async fn md5_and_trust_upstreams_log_in() {
             Some(role)
         );
     }
+    assert_eq!(
+        upstream_logins(&gw),
+        [("orders_md5", "md5"), ("orders_trust", "trust")].map(owned)
+    );
+}
+
+/// `(connection, upstream_auth)` of every "session started" line in the gateway's log, in
+/// order. A session's line is written before its first query is relayed.
+fn upstream_logins(gw: &Gateway) -> Vec<(String, String)> {
+    let field = |line: &str, name: &str| -> String {
+        let start = line
+            .find(&format!(" {name}="))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            + name.len()
+            + 2;
+        let rest = &line[start..];
+        rest[..rest.find(' ').unwrap_or(rest.len())]
+            .trim_matches('"')
+            .to_owned()
+    };
+    gw.logs()
+        .lines()
+        .filter(|l| l.contains("session started"))
+        .map(|l| (field(l, "connection"), field(l, "upstream_auth")))
+        .collect()
+}
+
+fn owned((a, b): (&str, &str)) -> (String, String) {
+    (a.to_owned(), b.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeat_scram_logins_reuse_the_derived_keys() {
+    let gw = gateway();
+    for _ in 0..3 {
+        let c = through(&gw).await;
+        assert_eq!(
+            rows(&c, "select current_user").await[0][0].as_deref(),
+            Some("orders_app")
+        );
+    }
+    // One PBKDF2 for the first login; the next two (on either of the two shards) use the keys
+    // it derived and the server verified.
+    assert_eq!(
+        upstream_logins(&gw),
+        [
+            ("orders", "scram-derived"),
+            ("orders", "scram-cached"),
+            ("orders", "scram-cached"),
+        ]
+        .map(owned)
+    );
+}
+
+/// A PostgreSQL SCRAM-SHA-256 verifier for `password` with a chosen salt, computed here from
+/// RFC 5802 so the test can give a role a new password under its old salt.
+fn scram_verifier(password: &str, salt_b64: &str, iterations: u32) -> String {
+    use aws_lc_rs::{digest, hmac, pbkdf2};
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use base64::Engine as _;
+    let salt = BASE64.decode(salt_b64).expect("salt");
+    let mut salted = [0u8; 32];
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(iterations).expect("positive count"),
+        &salt,
+        password.as_bytes(),
+        &mut salted,
+    );
+    let salted = hmac::Key::new(hmac::HMAC_SHA256, &salted);
+    let client_key = hmac::sign(&salted, b"Client Key");
+    let stored_key = digest::digest(&digest::SHA256, client_key.as_ref());
+    let server_key = hmac::sign(&salted, b"Server Key");
+    format!(
+        "SCRAM-SHA-256${iterations}:{salt_b64}${}:{}",
+        BASE64.encode(stored_key),
+        BASE64.encode(server_key)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_upstream_password_refuses_the_old_secret_even_with_cached_keys() {
+    const ROLE: &str = "rotating_app";
+    const OLD: &str = "OldRotatingSecret4fz9Q2";
+    const NEW: &str = "NewRotatingSecret8Kd1xW";
+    let cluster = PgCluster::shared();
+    cluster.psql_super(
+        "postgres",
+        &format!(
+            "SET password_encryption = 'scram-sha-256';\n\
+             CREATE ROLE {ROLE} LOGIN PASSWORD '{OLD}';\n"
+        ),
+    );
+    let verifier = || {
+        cluster.psql_super(
+            "postgres",
+            &format!("select rolpassword from pg_authid where rolname = '{ROLE}'"),
+        )
+    };
+    let set_verifier = |v: &str| {
+        cluster.psql_super("postgres", &format!("ALTER ROLE {ROLE} PASSWORD '{v}'"));
+    };
+    let old_verifier = verifier();
+    // SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>
+    let (iterations, salt) = old_verifier
+        .strip_prefix("SCRAM-SHA-256$")
+        .and_then(|rest| rest.split_once('$'))
+        .and_then(|(params, _)| params.split_once(':'))
+        .unwrap_or_else(|| panic!("not a SCRAM verifier: {old_verifier}"));
+    let iterations: u32 = iterations.parse().expect("iteration count");
+
+    // Two gateway connections for the same role: one configured with the old secret, one
+    // with the new.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut extra = String::new();
+    for (name, secret) in [("rotate_old", OLD), ("rotate_new", NEW)] {
+        let file = dir.path().join(format!("{name}.pw"));
+        std::fs::write(&file, secret).expect("write secret");
+        extra.push_str(&format!(
+            "[[connection]]\nname = \"{name}\"\nprotocol = \"postgres\"\nupstream = \"{}\"\n\
+             database = \"orders\"\nuser = \"{ROLE}\"\npassword_file = \"{}\"\n\n",
+            cluster.addr(),
+            file.display()
+        ));
+    }
+    let gw = Gateway::start(
+        cluster,
+        GatewayOptions {
+            extra_toml: extra,
+            ..GatewayOptions::default()
+        },
+    );
+    let login = |connection: &'static str| {
+        let info = gw.conninfo(SUB, &["eng"], connection);
+        async move {
+            match connect(&info).await {
+                Ok(c) => {
+                    let who = rows(&c, "select current_user").await;
+                    assert_eq!(who[0][0].as_deref(), Some(ROLE), "{connection}");
+                    Ok(())
+                }
+                Err(e) => Err(db_error(&e)),
+            }
+        }
+    };
+    let refused = |result: Result<(), (String, String)>, why: &str| match result {
+        Err((code, message)) => assert_eq!(code, "28P01", "{why}: {message}"),
+        Ok(()) => panic!("{why}: the login succeeded"),
+    };
+
+    login("rotate_old").await.expect("old secret, first login");
+    login("rotate_old").await.expect("old secret, second login");
+    refused(
+        login("rotate_new").await,
+        "the new secret before the change",
+    );
+
+    // The new password under the old salt and count: the keys cached for (old secret, salt,
+    // count) are found again, and the server refuses the proof made from them.
+    set_verifier(&scram_verifier(NEW, salt, iterations));
+    refused(
+        login("rotate_old").await,
+        "the old secret with cached keys after the change",
+    );
+    login("rotate_new").await.expect("new secret, first login");
+    login("rotate_new").await.expect("new secret, second login");
+
+    // Back to the old verifier: the old secret's cached keys work again, which shows they
+    // were still cached when the server refused them above.
+    set_verifier(&old_verifier);
+    login("rotate_old").await.expect("old secret, restored");
+
+    // An ordinary ALTER ROLE ... PASSWORD: a new salt, so every cached entry misses.
+    cluster.psql_super(
+        "postgres",
+        &format!(
+            "SET password_encryption = 'scram-sha-256';\nALTER ROLE {ROLE} PASSWORD '{NEW}';\n"
+        ),
+    );
+    assert_ne!(verifier(), old_verifier);
+    refused(login("rotate_old").await, "the old secret after a new salt");
+    login("rotate_new")
+        .await
+        .expect("new secret under a new salt");
+
+    assert_eq!(
+        upstream_logins(&gw),
+        [
+            ("rotate_old", "scram-derived"),
+            ("rotate_old", "scram-cached"),
+            ("rotate_new", "scram-derived"),
+            ("rotate_new", "scram-cached"),
+            ("rotate_old", "scram-cached"),
+            ("rotate_new", "scram-derived"),
+        ]
+        .map(owned)
+    );
+    let logs = gw.logs();
+    for secret in [OLD, NEW] {
+        assert!(!logs.contains(secret), "an upstream secret reached the log");
+    }
 }
 
 /// A TCP tap between a client and the gateway that keeps every byte the gateway sends.

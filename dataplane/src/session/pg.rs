@@ -156,6 +156,7 @@ pub async fn run(gw: Arc<Gateway>, shard: Rc<Shard>, stream: TcpStream, peer: So
         connection = %established.target.name,
         application = %established.application_name,
         tls = client.is_tls(),
+        upstream_auth = %upstream.auth,
         "session started"
     );
 

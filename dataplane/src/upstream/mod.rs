@@ -2,6 +2,7 @@
 //! credentials that only the gateway holds.
 
 pub mod pg;
+pub mod scram;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
+use super::scram::{self, KeyCache};
 use super::UpstreamTarget;
 use crate::proto::pg::{self, Authentication, BackendMessage};
 use crate::runtime;
@@ -42,6 +42,12 @@ pub enum Error {
     Timeout,
 }
 
+impl From<scram::Error> for Error {
+    fn from(e: scram::Error) -> Self {
+        Error::Scram(e.to_string())
+    }
+}
+
 impl Error {
     /// The SQLSTATE the client gets for this failure.
     pub fn sqlstate(&self) -> &str {
@@ -52,10 +58,54 @@ impl Error {
     }
 }
 
+/// How the upstream login proved the gateway's secret, for the session log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// The server asked for nothing.
+    Trust,
+    Cleartext,
+    Md5,
+    /// SCRAM-SHA-256 with keys derived by PBKDF2 for this login.
+    ScramDerived,
+    /// SCRAM-SHA-256 with keys an earlier login derived and the server verified.
+    ScramCached,
+}
+
+impl std::fmt::Display for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Auth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Auth::Trust => "trust",
+            Auth::Cleartext => "cleartext",
+            Auth::Md5 => "md5",
+            Auth::ScramDerived => "scram-derived",
+            Auth::ScramCached => "scram-cached",
+        }
+    }
+}
+
+/// Where a SCRAM exchange is: each state holds what the next server message is checked with.
+enum Sasl {
+    None,
+    /// client-first sent; waiting for server-first.
+    SentFirst(scram::ClientFirst),
+    /// client-final sent; waiting for server-final.
+    SentFinal(scram::ClientFinal),
+    /// The server's signature verified.
+    Done,
+}
+
 /// A logged-in upstream connection, before its first query.
 pub struct Upstream {
     pub transport: Transport,
     pub addr: SocketAddr,
+    /// How the login went.
+    pub auth: Auth,
     /// ParameterStatus messages the server sent at start-up, as raw frames to relay.
     pub startup_frames: Vec<u8>,
     pub process_id: i32,
@@ -136,7 +186,8 @@ async fn login(
     send(&mut transport, &mut out).await?;
 
     let mut buf = ReadBuf::default();
-    let mut scram: Option<ScramSha256> = None;
+    let mut sasl = Sasl::None;
+    let mut method = Auth::Trust;
     let mut startup_frames = Vec::new();
     let mut key: Option<(i32, Vec<u8>)> = None;
     loop {
@@ -145,12 +196,21 @@ async fn login(
         debug_assert_eq!(frame.tag, tag);
         match BackendMessage::decode(frame)? {
             BackendMessage::Authentication(auth) => match auth {
-                Authentication::Ok => {}
+                Authentication::Ok => {
+                    if matches!(sasl, Sasl::SentFirst(_) | Sasl::SentFinal(_)) {
+                        return Err(Error::Scram(
+                            "the server ended the exchange without proving it knows the password"
+                                .into(),
+                        ));
+                    }
+                }
                 Authentication::CleartextPassword => {
+                    method = Auth::Cleartext;
                     pg::encode_password(&mut out, target.secret.expose());
                     send(&mut transport, &mut out).await?;
                 }
                 Authentication::Md5Password { salt } => {
+                    method = Auth::Md5;
                     let hash = postgres_protocol::authentication::md5_hash(
                         target.user.as_bytes(),
                         target.secret.expose().as_bytes(),
@@ -160,41 +220,58 @@ async fn login(
                     send(&mut transport, &mut out).await?;
                 }
                 Authentication::Sasl { mechanisms } => {
-                    if !mechanisms.contains(&"SCRAM-SHA-256") {
+                    if !matches!(sasl, Sasl::None) {
+                        return Err(Error::Scram("SASL started twice".into()));
+                    }
+                    if !mechanisms.contains(&scram::MECHANISM) {
                         return Err(Error::Unsupported(format!(
                             "SASL mechanisms {mechanisms:?}"
                         )));
                     }
-                    let s = ScramSha256::new(
-                        target.secret.expose().as_bytes(),
-                        ChannelBinding::unsupported(),
-                    );
+                    // No channel binding (gs2 header "n,,"), also when the server offers
+                    // SCRAM-SHA-256-PLUS over TLS.
+                    let first = scram::ClientFirst::new(target.secret.expose())?;
                     pg::SaslInitialResponse {
-                        mechanism: "SCRAM-SHA-256",
-                        data: s.message(),
+                        mechanism: scram::MECHANISM,
+                        data: first.message(),
                     }
                     .encode(&mut out);
                     send(&mut transport, &mut out).await?;
-                    scram = Some(s);
+                    sasl = Sasl::SentFirst(first);
                 }
                 Authentication::SaslContinue(data) => {
-                    let mut s = scram
-                        .take()
-                        .ok_or_else(|| Error::Scram("SASLContinue before SASL start".into()))?;
-                    let server_first = data.to_vec();
-                    // PBKDF2 with thousands of rounds: keep it off the shard.
-                    let s = runtime::spawn_blocking(move || s.update(&server_first).map(|()| s))
-                        .await
-                        .map_err(|e| Error::Scram(e.to_string()))?;
-                    pg::encode_sasl_response(&mut out, s.message());
+                    let Sasl::SentFirst(first) = std::mem::replace(&mut sasl, Sasl::None) else {
+                        return Err(Error::Scram("SASLContinue out of order".into()));
+                    };
+                    let challenge = first.receive(data)?;
+                    // The lookup returns a copy: the cache's lock is not held across the await.
+                    let cached = KeyCache::shared().get(&challenge);
+                    let (challenge, keys) = match cached {
+                        Some(keys) => {
+                            method = Auth::ScramCached;
+                            (challenge, keys)
+                        }
+                        None => {
+                            method = Auth::ScramDerived;
+                            // PBKDF2 with thousands of rounds: keep it off the shard.
+                            runtime::spawn_blocking(move || {
+                                let keys = challenge.derive_keys();
+                                (challenge, keys)
+                            })
+                            .await
+                        }
+                    };
+                    let (client_final, pending) = challenge.answer(keys);
+                    pg::encode_sasl_response(&mut out, &client_final);
                     send(&mut transport, &mut out).await?;
-                    scram = Some(s);
+                    sasl = Sasl::SentFinal(pending);
                 }
                 Authentication::SaslFinal(data) => {
-                    let s = scram
-                        .as_mut()
-                        .ok_or_else(|| Error::Scram("SASLFinal before SASL start".into()))?;
-                    s.finish(data).map_err(|e| Error::Scram(e.to_string()))?;
+                    let Sasl::SentFinal(pending) = std::mem::replace(&mut sasl, Sasl::None) else {
+                        return Err(Error::Scram("SASLFinal out of order".into()));
+                    };
+                    KeyCache::shared().insert(pending.verify(data)?);
+                    sasl = Sasl::Done;
                 }
                 Authentication::Other { code, .. } => {
                     return Err(Error::Unsupported(format!("authentication code {code}")));
@@ -220,6 +297,7 @@ async fn login(
                 return Ok(Upstream {
                     transport,
                     addr,
+                    auth: method,
                     startup_frames,
                     process_id,
                     secret_key,
