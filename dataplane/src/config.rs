@@ -195,11 +195,6 @@ pub struct GatewayConfig {
     /// RLIMIT_MEMLOCK, so keep shards * io_memory_kib below `ulimit -l`.
     #[serde(default = "default_io_memory_kib")]
     pub io_memory_kib: usize,
-    /// Set up each shard's io_uring with COOP_TASKRUN and SINGLE_ISSUER: completions for a
-    /// running shard wait for its next entry into the kernel (a system call or an interrupt)
-    /// instead of interrupting it. Kernels older than 6.0 get rings without them.
-    #[serde(default = "default_true")]
-    pub io_uring_coop_taskrun: bool,
 }
 
 fn default_drain_timeout_s() -> u64 {

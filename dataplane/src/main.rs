@@ -155,7 +155,6 @@ fn serve(
         "tollgate starting"
     );
     let shard_gw = std::sync::Arc::clone(gw);
-    tollgate::runtime::set_coop_taskrun(g.io_uring_coop_taskrun);
     let results = tollgate::runtime::run_shards(shards, io_memory, move || {
         let gw = std::sync::Arc::clone(&shard_gw);
         async move {

@@ -43,12 +43,6 @@ where
         .collect()
 }
 
-/// Whether shards started from now on set up io_uring with COOP_TASKRUN and SINGLE_ISSUER
-/// (`[gateway] io_uring_coop_taskrun`).
-pub fn set_coop_taskrun(on: bool) {
-    glommio::set_coop_taskrun(on);
-}
-
 /// The index of the shard the caller runs on (0 when called outside a shard).
 pub fn shard_id() -> usize {
     // glommio numbers executors from 1 within a process.
@@ -142,13 +136,7 @@ mod tests {
         worker.join().expect("executor thread panicked");
     }
 
-    /// Both ways of setting up a shard's rings ([`super::set_coop_taskrun`]). The setting is
-    /// process-wide and nextest runs each test in its own process; under `cargo test` a
-    /// parallel test may flip it, which only changes which of the two modes that test checks.
-    const RING_MODES: [bool; 2] = [false, true];
-
-    fn executor(preempt: Duration, coop: bool) -> glommio::LocalExecutor {
-        super::set_coop_taskrun(coop);
+    fn executor(preempt: Duration) -> glommio::LocalExecutor {
         glommio::LocalExecutorBuilder::default()
             .preempt_timer(preempt)
             .io_memory(512 * 1024)
@@ -163,16 +151,14 @@ mod tests {
     #[test]
     fn runnable_tasks_survive_a_preemption_before_they_run() {
         let preempt = Duration::from_nanos(1);
-        for coop in RING_MODES {
-            run_on_thread(Duration::from_secs(30), move || {
-                let ex = executor(preempt, coop);
-                let mut ran = 0u32;
-                for _ in 0..1_000 {
-                    ran += ex.run(async { 1 });
-                }
-                assert_eq!(ran, 1_000, "coop_taskrun {coop}");
-            });
-        }
+        run_on_thread(Duration::from_secs(30), move || {
+            let ex = executor(preempt);
+            let mut ran = 0u32;
+            for _ in 0..1_000 {
+                ran += ex.run(async { 1 });
+            }
+            assert_eq!(ran, 1_000);
+        });
     }
 
     /// Echo server on a plain thread: answers `rounds` 64-byte messages on each of `conns`
@@ -205,26 +191,21 @@ mod tests {
     }
 
     /// Request/response over loopback, the shard parking between replies while preemption
-    /// timers fire at every period from "always expired" to longer than a round trip, with and
-    /// without COOP_TASKRUN: every completion must wake the shard (patches `keep-timers`,
-    /// `submit-and-wait`, `one-link-poll`, `progress-before-preempt` and `coop-taskrun` in
-    /// third_party/glommio).
+    /// timers fire at every period from "always expired" to longer than a round trip: every
+    /// completion must wake the shard (patches `keep-timers`, `submit-and-wait`,
+    /// `one-link-poll` and `progress-before-preempt` in third_party/glommio).
     #[test]
     fn a_parked_shard_wakes_for_every_reply() {
         const CONNS: usize = 2;
         const ROUNDS: usize = 3_000;
-        let periods = [
+        for preempt in [
             Duration::from_nanos(1),
             Duration::from_micros(20),
             Duration::from_millis(2),
-        ];
-        for (preempt, coop) in periods
-            .into_iter()
-            .flat_map(|p| RING_MODES.map(|coop| (p, coop)))
-        {
+        ] {
             let (addr, server) = echo_server(CONNS, ROUNDS);
             run_on_thread(Duration::from_secs(60), move || {
-                let ex = executor(preempt, coop);
+                let ex = executor(preempt);
                 ex.run(async move {
                     let clients: Vec<_> = (0..CONNS)
                         .map(|c| {
@@ -249,11 +230,7 @@ mod tests {
                     for client in clients {
                         answered += client.await;
                     }
-                    assert_eq!(
-                        answered,
-                        CONNS * ROUNDS,
-                        "preempt period {preempt:?}, coop_taskrun {coop}"
-                    );
+                    assert_eq!(answered, CONNS * ROUNDS, "preempt period {preempt:?}");
                 });
             });
             server.join().expect("echo server");

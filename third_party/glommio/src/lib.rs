@@ -300,17 +300,6 @@ mod uring_sys;
 #[doc(hidden)]
 pub mod nop;
 
-/// TOLLGATE PATCH (coop-taskrun): whether executors created from now on set up their main and
-/// latency rings with `IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER`.
-static COOP_TASKRUN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// TOLLGATE PATCH (coop-taskrun): with `on`, io_uring completions for a shard that is running
-/// are processed at its next entry into the kernel (every system call) instead of interrupting
-/// it; a sleeping shard is still woken. Applies to executors created afterwards.
-pub fn set_coop_taskrun(on: bool) {
-    COOP_TASKRUN.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// Unwraps a Result to Poll<T>: if error returns right away.
 ///
 /// Usage is similar to `future_lite::ready!`

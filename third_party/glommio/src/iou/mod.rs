@@ -92,11 +92,6 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
-        /// TOLLGATE PATCH (coop-taskrun): completions for a running task are processed at its
-        /// next kernel entry instead of interrupting it.
-        const COOP_TASKRUN = 1 << 8;
-        /// TOLLGATE PATCH (coop-taskrun): only the creating thread submits.
-        const SINGLE_ISSUER = 1 << 12;
     }
 }
 

@@ -895,21 +895,6 @@ struct SleepableRing {
     in_kernel: usize,
 }
 
-/// TOLLGATE PATCH (coop-taskrun): setup flags for the main and latency rings of executors
-/// created after [`crate::set_coop_taskrun`]. A kernel that refuses them (older than 5.19 for
-/// COOP_TASKRUN, 6.0 for SINGLE_ISSUER) gets a ring without them.
-fn new_sleepable_ring(size: u32) -> io::Result<iou::IoUring> {
-    if crate::COOP_TASKRUN.load(std::sync::atomic::Ordering::Relaxed) {
-        let flags = iou::SetupFlags::COOP_TASKRUN | iou::SetupFlags::SINGLE_ISSUER;
-        match iou::IoUring::new_with_flags(size, flags, iou::SetupFeatures::empty()) {
-            Ok(ring) => return Ok(ring),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    iou::IoUring::new(size)
-}
-
 impl SleepableRing {
     fn new(
         size: usize,
@@ -919,7 +904,7 @@ impl SleepableRing {
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
         Ok(SleepableRing {
-            ring: new_sleepable_ring(size as _)?,
+            ring: iou::IoUring::new(size as _)?,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
