@@ -58,7 +58,8 @@ pub struct RecordConfig {
     /// Archive root: `DIR/date=YYYY-MM-DD/hour=HH/<instance>-<seq>.parquet`.
     #[serde(default = "default_record_dir")]
     pub dir: PathBuf,
-    /// Name of this gateway in file names; defaults to the host name.
+    /// Name of this gateway in file names; defaults to the host name. One running gateway per
+    /// name and `dir` (a second is refused at start).
     #[serde(default)]
     pub instance: Option<String>,
     /// Result bytes (as the client received them) kept per statement; the rest is counted,

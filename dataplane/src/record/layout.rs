@@ -6,6 +6,7 @@
 //! DIR/date=YYYY-MM-DD/hour=HH/<instance>-<seq>.wal              its write-ahead log
 //! DIR/date=YYYY-MM-DD/hour=HH/<instance>-<seq>.parquet.rebuild  being rebuilt by recovery
 //! DIR/.<instance>.seq                                            last <seq> used
+//! DIR/.<instance>.lock                                           held (flock) while recording
 //! ```
 //!
 //! Partitions are Hive-style (`key=value` folders), in UTC, by the time of the events a file
@@ -216,6 +217,12 @@ fn walk(root: &Path, mut each: impl FnMut(&Path, &str)) -> io::Result<()> {
 /// Where the last `<seq>` used by `instance` is kept.
 pub(crate) fn seq_file(root: &Path, instance: &str) -> PathBuf {
     root.join(format!(".{instance}.seq"))
+}
+
+/// The file a running recorder holds locked, so that a second gateway with the same instance
+/// name cannot take the first one's open files for a crash's leftovers.
+pub(crate) fn lock_file(root: &Path, instance: &str) -> PathBuf {
+    root.join(format!(".{instance}.lock"))
 }
 
 /// The last `<seq>` kept in the `.seq` file, 0 when there is none.

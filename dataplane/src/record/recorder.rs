@@ -20,6 +20,7 @@
 //! lost in the log with their count.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,6 +68,9 @@ pub struct Recorder {
     queues: Vec<ShardQueue>,
     control: Arc<Control>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// `DIR/.<instance>.lock`, locked for as long as this recorder may write (the kernel
+    /// releases it when the process dies, so a crash leaves nothing to clean up).
+    lock: Mutex<Option<File>>,
 }
 
 #[derive(Default)]
@@ -97,6 +101,7 @@ impl Recorder {
         std::fs::create_dir_all(&dir)
             .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
         let instance = layout::instance_name(cfg.instance.as_deref());
+        let lock = lock_instance(&dir, &instance)?;
         let found = layout::scan(&dir)
             .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", dir.display())))?;
         let last_seq = found
@@ -150,6 +155,7 @@ impl Recorder {
             queues,
             control,
             thread: Mutex::new(Some(thread)),
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -196,6 +202,40 @@ impl Recorder {
         if handle.join().is_err() {
             tracing::error!("record: the recorder thread panicked");
         }
+        // Nothing writes any more: another recorder may take the instance over.
+        match self.lock.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+    }
+}
+
+/// Locks `DIR/.<instance>.lock`. A second gateway recording into the same folder under the
+/// same instance name would take the first one's open files for a crashed run's leftovers,
+/// rebuild and rename them under it, and both would number their files alike: it is refused.
+fn lock_instance(dir: &Path, instance: &str) -> io::Result<File> {
+    let path = layout::lock_file(dir, instance);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "another Tollgate is recording into {} as instance {instance:?} ({} is locked); \
+                 give each gateway its own [record] instance or [record] dir",
+                dir.display(),
+                path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(io::Error::new(
+            e.kind(),
+            format!("locking {}: {e}", path.display()),
+        )),
     }
 }
 

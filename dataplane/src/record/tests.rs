@@ -1154,3 +1154,49 @@ fn zstd_pages_of_both_format_versions_read_back_as_written() {
         assert!(read == batch, "{version:?}, pages of {page_bytes} bytes");
     }
 }
+
+/// Two gateways recording into one folder under one instance name would take each other's open
+/// files for a crash's leftovers: the second is refused with a message that says what to
+/// change, while a gateway under another name, or one started after the first stopped or
+/// died, records as usual.
+#[test]
+fn a_second_recorder_of_the_same_instance_is_refused_until_the_first_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let first = Recorder::start(&cfg, 1).unwrap();
+    push_all(&first.shard(0), session("held", T0).into_iter().take(3));
+
+    let refused = Recorder::start(&cfg, 1).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ResourceBusy);
+    let text = refused.to_string();
+    assert!(
+        text.contains("another Tollgate is recording")
+            && text.contains(&format!("{:?}", first.instance()))
+            && text.contains("[record] instance"),
+        "{text}"
+    );
+
+    // Another name in the same folder is another gateway's own series of files.
+    let other = Recorder::start(
+        &RecordConfig {
+            instance: Some("other".into()),
+            ..cfg.clone()
+        },
+        1,
+    )
+    .unwrap();
+    other.shutdown();
+
+    // The refused start touched none of the first recorder's files: it finishes them.
+    first.shutdown();
+    let second = Recorder::start(&cfg, 1).unwrap();
+    second.shutdown();
+    drop((first, second));
+    assert!(verify(dir.path()).is_clean());
+
+    // A killed gateway leaves its lock behind with the process: the next start takes over.
+    let crashed = Recorder::start(&cfg, 1).unwrap();
+    crashed.crash();
+    let next = Recorder::start(&cfg, 1).unwrap();
+    next.shutdown();
+}

@@ -463,7 +463,7 @@ pub fn luhn_valid(s: &str) -> bool {
         .enumerate()
         .map(|(i, &d)| if i % 2 == 1 { luhn_double(d) } else { d })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The sample schema and data, created as `orders_app` so it owns every object. Data is
