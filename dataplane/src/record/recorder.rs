@@ -189,11 +189,9 @@ impl Recorder {
     }
 
     fn stop_thread(&self, crash: bool) {
-        let handle = match self.thread.lock() {
-            Ok(mut guard) => guard.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
+        let Some(handle) = take(&self.thread) else {
+            return;
         };
-        let Some(handle) = handle else { return };
         if crash {
             self.control.crash.store(true, Ordering::Release);
         }
@@ -203,11 +201,15 @@ impl Recorder {
             tracing::error!("record: the recorder thread panicked");
         }
         // Nothing writes any more: another recorder may take the instance over.
-        match self.lock.lock() {
-            Ok(mut guard) => guard.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
+        drop(take(&self.lock));
     }
+}
+
+/// Takes what `slot` holds, whether or not a panic poisoned its mutex.
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
 }
 
 /// Locks `DIR/.<instance>.lock`. A second gateway recording into the same folder under the
