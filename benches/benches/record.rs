@@ -15,6 +15,10 @@
 //!   transaction (7 statements, each with a small result); `rows_8KiB` is a select whose result
 //!   carries 8 KiB of customer-like rows. Target: ≥ 200 MB/s.
 //!
+//! Each workload runs through a recorder of its own and reports the archive's size against the
+//! payload; `RECORD_BENCH_ZSTD_LEVELS=1,-3,9` repeats each at those zstd levels (`[record]
+//! zstd_level`; the default is 1 alone).
+//!
 //! Run: `cargo bench -p tollgate-benches --bench record -- --warm-up-time 1 --measurement-time 5`
 
 use std::hint::black_box;
@@ -400,7 +404,65 @@ fn record_push(c: &mut Criterion) {
     let _ = drainer.join();
 }
 
+/// zstd levels to write at: `RECORD_BENCH_ZSTD_LEVELS` (comma-separated, e.g. "1,-3,9"), or
+/// the default level 1 alone.
+fn zstd_levels() -> Vec<i32> {
+    let Ok(list) = std::env::var("RECORD_BENCH_ZSTD_LEVELS") else {
+        return vec![1];
+    };
+    let levels: Vec<i32> = list
+        .split(',')
+        .filter_map(|l| match l.trim().parse() {
+            Ok(level) => Some(level),
+            Err(_) => {
+                eprintln!("RECORD_BENCH_ZSTD_LEVELS: {l:?} is not a level; skipped");
+                None
+            }
+        })
+        .collect();
+    if levels.is_empty() {
+        vec![1]
+    } else {
+        levels
+    }
+}
+
+/// Bytes of every file under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
 fn record_write(c: &mut Criterion) {
+    let mut g = c.benchmark_group("record_write");
+    g.measurement_time(Duration::from_secs(8));
+    let workloads: [(&str, Vec<Event>); 2] = [
+        ("pgbench", pgbench_events(500)),
+        ("rows_8KiB", rows_8k_events(100)),
+    ];
+    for (name, events) in workloads {
+        for level in zstd_levels() {
+            write_workload(&mut g, name, &events, level);
+        }
+    }
+    g.finish();
+}
+
+/// One workload through a recorder of its own (zstd `level`), on a fresh folder.
+fn write_workload(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    events: &[Event],
+    level: i32,
+) {
     let Ok(dir) = tempfile::tempdir() else {
         eprintln!("record_write: no temporary folder");
         return;
@@ -408,6 +470,7 @@ fn record_write(c: &mut Criterion) {
     let cfg = RecordConfig {
         dir: dir.path().to_path_buf(),
         instance: Some("bench".into()),
+        zstd_level: level,
         ..RecordConfig::default()
     };
     let rec = match Recorder::start(&cfg, 1) {
@@ -418,69 +481,62 @@ fn record_write(c: &mut Criterion) {
         }
     };
     let q = rec.shard(0);
-    let mut g = c.benchmark_group("record_write");
-    g.measurement_time(Duration::from_secs(8));
-    let workloads: [(&str, Vec<Event>); 2] = [
-        ("pgbench", pgbench_events(500)),
-        ("rows_8KiB", rows_8k_events(100)),
-    ];
-    for (name, events) in workloads {
-        // Every session's events must form a fresh chain for each round, so each round
-        // uses new session ids.
-        let mut round = 0u64;
-        let mut wall = Duration::ZERO;
-        let wall_total = &mut wall;
-        let mut cpu = Duration::ZERO;
-        let cpu_total = &mut cpu;
-        let mut bytes_total = 0u64;
-        g.throughput(Throughput::Bytes(payload(&events)));
-        g.bench_with_input(
-            BenchmarkId::new(name, format!("{} events", events.len())),
-            &events,
-            |b, events| {
-                b.iter_custom(|iters| {
-                    let mut all = Vec::with_capacity(events.len() * iters as usize);
-                    bytes_total += payload(events) * iters;
-                    for _ in 0..iters {
-                        round += 1;
-                        let s = meta(round << 8);
-                        all.extend(events.iter().map(|e| Event {
-                            session: s.clone(),
-                            ..e.clone()
-                        }));
-                    }
-                    let (start, cpu) = (Instant::now(), recorder_cpu_ns());
-                    push_all_sleeping(&q, all);
-                    // The recorder has taken every event once the queue is empty; what it
-                    // still holds unwritten is at most one batch, and carries over to the
-                    // next sample.
-                    while !q.is_empty() {
-                        std::thread::sleep(Duration::from_micros(50));
-                    }
-                    let elapsed = start.elapsed();
-                    *wall_total += elapsed;
-                    let used = match (cpu, recorder_cpu_ns()) {
-                        (Some(a), Some(b)) => Duration::from_nanos(b.saturating_sub(a)),
-                        _ => elapsed,
-                    };
-                    *cpu_total += used;
-                    used
-                })
-            },
-        );
-        // A sample's CPU time includes the batch that an earlier sample left unwritten, so
-        // single samples scatter; the total over every sample (warm-up included) does not.
-        eprintln!(
-            "record_write/{name}: {:.1} MB/s per CPU-second of the recorder thread over all \
-             samples ({:.0} MB in {:.2} s), wall-clock {:.1} MB/s",
-            bytes_total as f64 / cpu.as_secs_f64().max(1e-9) / 1e6,
-            bytes_total as f64 / 1e6,
-            cpu.as_secs_f64(),
-            bytes_total as f64 / wall.as_secs_f64().max(1e-9) / 1e6
-        );
-    }
-    g.finish();
+    // Every session's events must form a fresh chain for each round, so each round uses new
+    // session ids.
+    let mut round = 0u64;
+    let mut wall = Duration::ZERO;
+    let mut cpu = Duration::ZERO;
+    let mut bytes_total = 0u64;
+    let id = if level == 1 {
+        format!("{} events", events.len())
+    } else {
+        format!("{} events, zstd {level}", events.len())
+    };
+    g.throughput(Throughput::Bytes(payload(events)));
+    g.bench_function(BenchmarkId::new(name, id), |b| {
+        b.iter_custom(|iters| {
+            let mut all = Vec::with_capacity(events.len() * iters as usize);
+            bytes_total += payload(events) * iters;
+            for _ in 0..iters {
+                round += 1;
+                let s = meta(round << 8);
+                all.extend(events.iter().map(|e| Event {
+                    session: s.clone(),
+                    ..e.clone()
+                }));
+            }
+            let (start, before) = (Instant::now(), recorder_cpu_ns());
+            push_all_sleeping(&q, all);
+            // The recorder has taken every event once the queue is empty; what it still
+            // holds unwritten is at most one batch, and carries over to the next sample.
+            while !q.is_empty() {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            let elapsed = start.elapsed();
+            wall += elapsed;
+            let used = match (before, recorder_cpu_ns()) {
+                (Some(a), Some(b)) => Duration::from_nanos(b.saturating_sub(a)),
+                _ => elapsed,
+            };
+            cpu += used;
+            used
+        })
+    });
     rec.shutdown();
+    let on_disk = bytes_under(dir.path());
+    // A sample's CPU time includes the batch that an earlier sample left unwritten, so
+    // single samples scatter; the total over every sample (warm-up included) does not.
+    eprintln!(
+        "record_write/{name} (zstd {level}): {:.1} MB/s per CPU-second of the recorder thread \
+         over all samples ({:.0} MB in {:.2} s), wall-clock {:.1} MB/s; archive {:.1} MB, \
+         payload/archive {:.2}",
+        bytes_total as f64 / cpu.as_secs_f64().max(1e-9) / 1e6,
+        bytes_total as f64 / 1e6,
+        cpu.as_secs_f64(),
+        bytes_total as f64 / wall.as_secs_f64().max(1e-9) / 1e6,
+        on_disk as f64 / 1e6,
+        bytes_total as f64 / (on_disk as f64).max(1.0)
+    );
 }
 
 criterion_group!(benches, record_push, record_write);

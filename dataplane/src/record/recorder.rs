@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use crossbeam_channel::Receiver;
+use parquet::basic::ZstdLevel;
 
 use super::chain::{self, HASH_LEN, ZERO_HASH};
 use super::event::{Body, Event};
@@ -94,9 +95,19 @@ impl Recorder {
     /// Creates the archive folder, finishes the files a previous run left unfinished (see
     /// `recover.rs`), and starts the recorder thread with one queue per shard (at least one).
     ///
-    /// Errors: the folder cannot be created or read, or the thread cannot be spawned. A file
-    /// that cannot be recovered now is logged and retried by the thread.
+    /// Errors: `zstd_level` out of range, the folder cannot be created or read, or the thread
+    /// cannot be spawned. A file that cannot be recovered now is logged and retried by the
+    /// thread.
     pub fn start(cfg: &RecordConfig, shards: usize) -> io::Result<Recorder> {
+        let zstd = (cfg.zstd_level != 0)
+            .then(|| ZstdLevel::try_new(cfg.zstd_level).ok())
+            .flatten()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("record.zstd_level {} is not a zstd level", cfg.zstd_level),
+                )
+            })?;
         let dir = cfg.dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
@@ -114,7 +125,7 @@ impl Recorder {
 
         let mut broken = Vec::new();
         for paths in recover::leftovers(&found, &instance) {
-            if !try_recover(&paths) {
+            if !try_recover(&paths, zstd) {
                 broken.push(paths);
             }
         }
@@ -141,6 +152,7 @@ impl Recorder {
             broken,
             rows: Rows::default(),
             scratch: Vec::new(),
+            zstd,
             retry_delay: FIRST_RETRY,
             retry_at: None,
             next_housekeeping: Instant::now(),
@@ -248,8 +260,8 @@ impl Drop for Recorder {
 }
 
 /// Recovers one file, logging what happened; false when it must be tried again.
-fn try_recover(paths: &FilePaths) -> bool {
-    match recover::recover(paths) {
+fn try_recover(paths: &FilePaths, level: ZstdLevel) -> bool {
+    match recover::recover(paths, level) {
         Ok(Recovered::Rebuilt {
             events,
             frames,
@@ -312,6 +324,8 @@ struct Worker {
     broken: Vec<FilePaths>,
     rows: Rows,
     scratch: Vec<u8>,
+    /// zstd level of the pages written (and of files rebuilt from their logs).
+    zstd: ZstdLevel,
     retry_delay: Duration,
     retry_at: Option<Instant>,
     next_housekeeping: Instant,
@@ -534,7 +548,7 @@ impl Worker {
     fn open(&mut self, hour: Hour) -> io::Result<ArchiveFile> {
         let seq = self.next_seq;
         let paths = FilePaths::new(&self.root, hour, &self.instance, seq);
-        let file = ArchiveFile::create(paths, &self.schema)?;
+        let file = ArchiveFile::create(paths, &self.schema, self.zstd)?;
         self.next_seq += 1;
         if let Err(e) = layout::write_seq_file(&self.root, &self.instance, seq) {
             tracing::warn!(error = %e, "record: cannot note the last file number (the archive scan still finds it)");
@@ -547,7 +561,7 @@ impl Worker {
         if let Some(file) = self.files.remove(&hour) {
             let paths = file.paths.clone();
             drop(file);
-            if !try_recover(&paths) {
+            if !try_recover(&paths, self.zstd) {
                 self.broken.push(paths);
             }
         }
@@ -567,7 +581,7 @@ impl Worker {
             }
             Err((paths, e)) => {
                 tracing::error!(error = %e, "record: closing a file failed; finishing it from its checkpoints and write-ahead log");
-                if !try_recover(&paths) {
+                if !try_recover(&paths, self.zstd) {
                     self.broken.push(paths);
                 }
             }
@@ -594,7 +608,7 @@ impl Worker {
         if !self.broken.is_empty() && self.retry_at.is_none_or(|t| now >= t) {
             let broken = std::mem::take(&mut self.broken);
             for paths in broken {
-                if !try_recover(&paths) {
+                if !try_recover(&paths, self.zstd) {
                     self.broken.push(paths);
                 }
             }
@@ -633,7 +647,7 @@ impl Worker {
             self.close(hour);
         }
         for paths in std::mem::take(&mut self.broken) {
-            if !try_recover(&paths) {
+            if !try_recover(&paths, self.zstd) {
                 tracing::error!(wal = %paths.wal.display(), "record: left for recovery at the next start");
             }
         }

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use arrow::array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
+use parquet::basic::ZstdLevel;
 use parquet::file::metadata::{
     FileMetaData, ParquetMetaData, ParquetMetaDataWriter, RowGroupMetaData,
 };
@@ -161,11 +162,19 @@ struct Rebuild {
 
 impl Rebuild {
     /// Starts the rebuild with the batches of `prefix`, a complete Parquet file, if any.
-    fn start(paths: &FilePaths, first: &RecordBatch, prefix: Option<&Path>) -> io::Result<Rebuild> {
+    fn start(
+        paths: &FilePaths,
+        first: &RecordBatch,
+        prefix: Option<&Path>,
+        level: ZstdLevel,
+    ) -> io::Result<Rebuild> {
         let file = File::create(&paths.rebuild).map_err(io_at("creating", &paths.rebuild))?;
-        let writer =
-            ArrowWriter::try_new(Sink::new(file), first.schema(), Some(writer_properties()))
-                .map_err(|e| parquet_io("starting", &paths.rebuild, e))?;
+        let writer = ArrowWriter::try_new(
+            Sink::new(file),
+            first.schema(),
+            Some(writer_properties(level)),
+        )
+        .map_err(|e| parquet_io("starting", &paths.rebuild, e))?;
         let mut r = Rebuild { writer, events: 0 };
         if let Some(prefix) = prefix {
             let read = |e| parquet_io("reading", prefix, e);
@@ -206,8 +215,9 @@ impl Rebuild {
     }
 }
 
-/// Finishes one file from what it left behind.
-pub(crate) fn recover(paths: &FilePaths) -> io::Result<Recovered> {
+/// Finishes one file from what it left behind; a file rebuilt from its log is compressed at
+/// `level`.
+pub(crate) fn recover(paths: &FilePaths, level: ZstdLevel) -> io::Result<Recovered> {
     // A rebuild cut short is started again (or no longer needed).
     remove_if_exists(&paths.rebuild)?;
     if paths.complete.exists() {
@@ -260,6 +270,7 @@ pub(crate) fn recover(paths: &FilePaths) -> io::Result<Recovered> {
                 paths,
                 &batch,
                 has_prefix.then_some(paths.partial.as_path()),
+                level,
             )?),
         };
         r.write(&paths.rebuild, &batch)

@@ -12,6 +12,7 @@ use super::writer::ArchiveFile;
 use super::*;
 use super::{chain, recover, wal};
 use crate::config::RecordConfig;
+use parquet::basic::ZstdLevel;
 
 const HOUR_US: i64 = 3_600_000_000;
 /// 2024-05-01T12:00:00Z.
@@ -27,6 +28,7 @@ fn config(dir: &Path) -> RecordConfig {
         rotate_bytes: 128 << 20,
         rotate_interval_s: 3600,
         queue_capacity: 256,
+        zstd_level: 1,
     }
 }
 
@@ -682,7 +684,7 @@ fn a_killed_recorder_keeps_the_batches_logged_after_its_last_checkpoint() {
 fn a_checkpoint_needs_nothing_that_a_kill_would_lose() {
     let dir = tempfile::tempdir().unwrap();
     let paths = layout::FilePaths::new(dir.path(), layout::Hour::of(T0), "gw1", 1);
-    let mut file = ArchiveFile::create(paths.clone(), &schema()).unwrap();
+    let mut file = ArchiveFile::create(paths.clone(), &schema(), ZstdLevel::default()).unwrap();
     let s = meta("big");
     let events: Vec<Event> = (0..3u64)
         .flat_map(|i| big_pair(&s, 2 * i, T0 + i as i64, 3 << 20))
@@ -710,7 +712,7 @@ fn a_checkpoint_needs_nothing_that_a_kill_would_lose() {
     assert_eq!(checkpoints.len(), 1);
     assert_eq!(batches, Vec::<usize>::new());
     assert!(std::fs::metadata(&copy.partial).unwrap().len() >= checkpoints[0].0);
-    recover::recover(&copy).unwrap();
+    recover::recover(&copy, ZstdLevel::default()).unwrap();
     assert!(!copy.rebuild.exists());
     assert!(events_of(&read_file(&copy.complete).unwrap()) == events);
     drop(file);
@@ -1199,4 +1201,69 @@ fn a_second_recorder_of_the_same_instance_is_refused_until_the_first_stops() {
     crashed.crash();
     let next = Recorder::start(&cfg, 1).unwrap();
     next.shutdown();
+}
+
+#[test]
+fn the_zstd_level_setting_sets_how_hard_pages_are_compressed() {
+    use parquet::basic::Compression;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    // The same session at zstd's fast level -3 and at level 9: both read back as pushed
+    // and verify; level 9's file is much smaller (the values are random letters, which
+    // only the entropy coder shrinks, and the fast levels leave literals uncompressed).
+    let s = meta("levels");
+    let mut pushed: Vec<Event> = (0..4u64)
+        .flat_map(|i| big_pair(&s, 2 * i, T0 + i as i64, 256 << 10))
+        .collect();
+    pushed.push(disconnect(&s, 8, T0 + 100));
+    let written = [-3, 9].map(|level| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RecordConfig {
+            zstd_level: level,
+            ..config(dir.path())
+        };
+        let rec = Recorder::start(&cfg, 1).unwrap();
+        push_all(&rec.shard(0), pushed.clone());
+        rec.shutdown();
+        assert!(
+            events_of(&read(dir.path()).unwrap()) == pushed,
+            "level {level}"
+        );
+        let report = verify(dir.path());
+        assert!(
+            report.is_clean() && report.open.is_empty(),
+            "level {level}: {report}"
+        );
+        let files = complete_files(dir.path());
+        assert_eq!(files.len(), 1);
+        let file = std::fs::File::open(dir.path().join(&files[0])).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let mut compressed = 0;
+        for group in reader.metadata().row_groups() {
+            for chunk in group.columns() {
+                assert!(matches!(chunk.compression(), Compression::ZSTD(_)));
+                compressed += chunk.compressed_size();
+            }
+        }
+        compressed
+    });
+    let [fast, level9] = written;
+    assert!(
+        level9 * 10 < fast * 8,
+        "level 9 wrote {level9} bytes, level -3 {fast}"
+    );
+
+    // Level 0 (zstd's "default", 3) and levels zstd does not have are refused at start.
+    for bad in [0, 23, -200] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RecordConfig {
+            zstd_level: bad,
+            ..config(dir.path())
+        };
+        let Err(err) = Recorder::start(&cfg, 1) else {
+            panic!("zstd level {bad} accepted");
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("zstd_level"), "{err}");
+    }
 }

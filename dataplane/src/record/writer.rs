@@ -62,9 +62,9 @@ const SLICE_PAYLOAD: usize = 512 * 1024;
 /// and hashes nobody filters by range, and no dictionary for columns whose values rarely
 /// repeat (result rows, parameters, hashes, sequence numbers, times), where a dictionary only
 /// costs: every value interned, then a fall-back to plain encoding once it is full.
-pub(crate) fn writer_properties() -> WriterProperties {
+pub(crate) fn writer_properties(level: ZstdLevel) -> WriterProperties {
     let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_compression(Compression::ZSTD(level))
         .set_max_row_group_size(MAX_ROW_GROUP_EVENTS)
         .set_created_by(format!("tollgate {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![KeyValue::new(
@@ -168,7 +168,8 @@ pub(crate) struct FooterParts {
 
 impl FooterParts {
     pub(crate) fn new(schema: &SchemaRef) -> FooterParts {
-        let mut props = writer_properties();
+        // Only the file-level fields are taken, which no column setting changes.
+        let mut props = writer_properties(ZstdLevel::default());
         add_encoded_arrow_schema_to_metadata(schema, &mut props);
         FooterParts {
             version: props.writer_version().as_num(),
@@ -216,14 +217,22 @@ pub(crate) struct ArchiveFile {
 impl ArchiveFile {
     /// Creates the file's folder, log and `.partial` (log first, so that no `.partial` exists
     /// without the log that recovers it).
-    pub(crate) fn create(paths: FilePaths, schema: &SchemaRef) -> io::Result<ArchiveFile> {
+    pub(crate) fn create(
+        paths: FilePaths,
+        schema: &SchemaRef,
+        level: ZstdLevel,
+    ) -> io::Result<ArchiveFile> {
         if let Some(dir) = paths.partial.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let wal = Wal::create(&paths.wal)?;
         let created = File::create(&paths.partial).and_then(|file| {
-            ArrowWriter::try_new(Sink::new(file), schema.clone(), Some(writer_properties()))
-                .map_err(|e| parquet_io("starting", &paths.partial, e))
+            ArrowWriter::try_new(
+                Sink::new(file),
+                schema.clone(),
+                Some(writer_properties(level)),
+            )
+            .map_err(|e| parquet_io("starting", &paths.partial, e))
         });
         let parquet = match created {
             Ok(p) => p,

@@ -578,7 +578,9 @@ pub struct ZstdLevel(i32);
 impl CompressionLevel<i32> for ZstdLevel {
     // zstd binds to C, and hence zstd::compression_level_range() is not const as this calls the
     // underlying C library.
-    const MINIMUM_LEVEL: i32 = 1;
+    // TOLLGATE PATCH (zstd-fast-levels): zstd's fast levels -7..=-1 are accepted (upstream: 1).
+    // Level 0 means zstd's default level (3) to the C library.
+    const MINIMUM_LEVEL: i32 = -7;
     const MAXIMUM_LEVEL: i32 = 22;
 }
 
