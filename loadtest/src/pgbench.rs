@@ -226,6 +226,10 @@ pub struct PgbenchResult {
     pub proxy_cpu_s: Option<f64>,
     /// Proxy CPU per transaction in the window, µs.
     pub cpu_us_per_tx: Option<f64>,
+    /// Context switches of the proxy's threads per transaction in the window (none for
+    /// direct).
+    #[serde(default)]
+    pub switches_per_tx: Option<f64>,
     /// Last lines of pgbench's stderr when it did not exit cleanly.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr_tail: String,
@@ -340,8 +344,9 @@ pub fn run(
     let start = Instant::now();
     let mut child = hermetic::Foreground::spawn(&mut cmd).context("starting pgbench")?;
 
-    let cpu = |pid: Option<u32>| -> anyhow::Result<Option<Duration>> {
-        pid.map(procstat::cpu_time).transpose()
+    let cpu = |pid: Option<u32>| -> anyhow::Result<Option<(Duration, u64)>> {
+        pid.map(|pid| Ok((procstat::cpu_time(pid)?, procstat::context_switches(pid)?)))
+            .transpose()
     };
     let mut exited = child.wait_until(start + warmup)?;
     let cpu_start = if exited.is_none() {
@@ -380,12 +385,19 @@ pub fn run(
         .filter(|r| r.outcome == Outcome::Failed)
         .count() as u64;
     let window_s = measured.as_secs_f64();
-    let proxy_cpu_s = match (cpu_start, cpu_end) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64()),
-        _ => None,
+    let (proxy_cpu_s, switches) = match (cpu_start, cpu_end) {
+        (Some((a, sa)), Some((b, sb))) => (
+            Some(b.saturating_sub(a).as_secs_f64()),
+            Some(sb.saturating_sub(sa)),
+        ),
+        _ => (None, None),
     };
     let cpu_us_per_tx = match proxy_cpu_s {
         Some(c) if w.transactions > 0 => Some(c * 1e6 / w.transactions as f64),
+        _ => None,
+    };
+    let switches_per_tx = match switches {
+        Some(n) if w.transactions > 0 => Some(n as f64 / w.transactions as f64),
         _ => None,
     };
     let stderr_tail = if status.success() && !summary.aborted {
@@ -404,6 +416,7 @@ pub fn run(
         latency: w.latency,
         proxy_cpu_s,
         cpu_us_per_tx,
+        switches_per_tx,
         stderr_tail,
     })
 }

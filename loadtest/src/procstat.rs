@@ -1,5 +1,6 @@
 //! What a proxy process costs, read from /proc: CPU time (`/proc/PID/stat`, utime + stime of
-//! all its threads) and memory (`/proc/PID/smaps_rollup`, Rss and Pss).
+//! all its threads), context switches (`/proc/PID/task/*/status`, voluntary and involuntary,
+//! summed over the threads) and memory (`/proc/PID/smaps_rollup`, Rss and Pss).
 //!
 //! Formats: proc(5). `stat` is one line whose second field, the command name in parentheses,
 //! may itself hold spaces and parentheses, so fields are counted from the last `)`.
@@ -95,9 +96,82 @@ pub fn memory(pid: u32) -> anyhow::Result<Memory> {
     parse_smaps_rollup(&text).with_context(|| format!("parsing {path}"))
 }
 
+/// Parses the `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` lines of a
+/// `/proc/PID/task/TID/status`: their sum.
+pub fn parse_switches(status: &str) -> anyhow::Result<u64> {
+    let mut voluntary = None;
+    let mut involuntary = None;
+    for line in status.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let slot = match key {
+            "voluntary_ctxt_switches" => &mut voluntary,
+            "nonvoluntary_ctxt_switches" => &mut involuntary,
+            _ => continue,
+        };
+        let n: u64 = value
+            .trim()
+            .parse()
+            .with_context(|| format!("{key} is not a number: {value:?}"))?;
+        *slot = Some(n);
+    }
+    match (voluntary, involuntary) {
+        (Some(v), Some(i)) => Ok(v + i),
+        _ => bail!("no voluntary_ctxt_switches / nonvoluntary_ctxt_switches lines"),
+    }
+}
+
+/// Context switches of every live thread of a process so far (a thread that ended takes its
+/// count with it: the proxies measured keep their threads for the whole run).
+pub fn context_switches(pid: u32) -> anyhow::Result<u64> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for task in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let path = task
+            .with_context(|| format!("reading {dir}"))?
+            .path()
+            .join("status");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                total +=
+                    parse_switches(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            // The thread ended between the listing and the read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_switches_are_the_sum_of_both_kinds() {
+        let status =
+            "Name:\ttollgate-shard\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t1500\n\
+                      nonvoluntary_ctxt_switches:\t42\n";
+        assert_eq!(parse_switches(status).unwrap(), 1542);
+        assert!(parse_switches("Name:\tx\nvoluntary_ctxt_switches:\t3\n").is_err());
+        assert!(
+            parse_switches("voluntary_ctxt_switches:\tmany\nnonvoluntary_ctxt_switches:\t1\n")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_thread_that_sleeps_adds_context_switches() {
+        let me = std::process::id();
+        let before = context_switches(me).unwrap();
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let after = context_switches(me).unwrap();
+        assert!(after >= before + 20, "{before} -> {after}");
+    }
 
     #[test]
     fn stat_fields_counted_after_the_command_name() {

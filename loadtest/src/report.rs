@@ -142,6 +142,9 @@ pub struct TargetSummary {
     pub p99_us: Option<f64>,
     pub p999_us: Option<f64>,
     pub cpu_us_per_tx: Option<f64>,
+    /// Context switches of the proxy's threads per transaction.
+    #[serde(default)]
+    pub switches_per_tx: Option<f64>,
     pub transactions: u64,
     pub failed: u64,
     /// Idle: fewest connections held in a round.
@@ -217,6 +220,9 @@ pub fn summarise(s: &ScenarioReport) -> Vec<TargetSummary> {
                 t.p999_us = lat(|l| l.p999_us);
                 t.cpu_us_per_tx = median(&values(&pg, |r| {
                     r.pgbench.as_ref().and_then(|p| p.cpu_us_per_tx)
+                }));
+                t.switches_per_tx = median(&values(&pg, |r| {
+                    r.pgbench.as_ref().and_then(|p| p.switches_per_tx)
                 }));
                 t.transactions = ok
                     .iter()
@@ -887,9 +893,9 @@ fn markdown(r: &Report, plots: &BTreeMap<String, Vec<String>>) -> String {
                 );
                 let _ = writeln!(
                     w,
-                    "| target | TPS | × direct | × null relay | × pgbouncer | p50 µs | p99 µs | p99.9 µs | proxy CPU µs/tx | spread | failed |"
+                    "| target | TPS | × direct | × null relay | × pgbouncer | p50 µs | p99 µs | p99.9 µs | proxy CPU µs/tx | proxy switches/tx | spread | failed |"
                 );
-                let _ = writeln!(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|");
+                let _ = writeln!(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|");
                 for t in &sc.summary {
                     let target = t.target.map(|k| k.key()).unwrap_or("?");
                     let errors = if t.errors > 0 {
@@ -899,7 +905,7 @@ fn markdown(r: &Report, plots: &BTreeMap<String, Vec<String>>) -> String {
                     };
                     let _ = writeln!(
                         w,
-                        "| {target}{errors} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {target}{errors} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         opt(t.tps, thousands),
                         times(t.ratio_direct),
                         times(t.ratio_null_relay),
@@ -908,6 +914,7 @@ fn markdown(r: &Report, plots: &BTreeMap<String, Vec<String>>) -> String {
                         us(t.p99_us),
                         us(t.p999_us),
                         opt(t.cpu_us_per_tx, |x| format!("{x:.1}")),
+                        opt(t.switches_per_tx, |x| format!("{x:.2}")),
                         spread_cell(t),
                         t.failed
                     );
@@ -984,6 +991,9 @@ fn markdown(r: &Report, plots: &BTreeMap<String, Vec<String>>) -> String {
          their latencies, from pgbench's per-transaction logs (`-l`, 3rd column, µs).\n\
          - Proxy CPU per transaction: utime + stime of the proxy process (all threads, /proc/PID/stat) sampled at \
          both ends of the window, divided by the window's transactions. `direct` has no proxy, so none.\n\
+         - Proxy switches per transaction: the voluntary and involuntary context switches of the proxy's threads \
+         (/proc/PID/task/*/status) over the same window, per transaction. Each one is a sleep and a wake-up or a \
+         preemption, the largest cost a relay has in the kernel; compare them with the CPU column.\n\
          - Across rounds each figure is the median (memory: the worst round); spread = (max − min) / median of TPS (of memory for idle \
          scenarios), **noisy** above 10 %. Ratios divide medians.\n\
          - Idle scenarios open the connections from this process (tokio-postgres: startup, login with the token \
@@ -1144,6 +1154,8 @@ mod tests {
                 }),
                 proxy_cpu_s: cpu.map(|c| c * tps * 10.0 / 1e6),
                 cpu_us_per_tx: cpu,
+                // Varies by round, so that the summary must take the median.
+                switches_per_tx: cpu.map(|c| c / 10.0 + f64::from(round) / 100.0),
                 stderr_tail: String::new(),
             }),
             idle: None,
@@ -1206,6 +1218,8 @@ mod tests {
         assert!((on.spread.unwrap() - 0.25).abs() < 1e-12);
         assert_eq!(get(Direct).cpu_us_per_tx, None);
         assert_eq!(on.p99_us, Some(260.0));
+        assert_eq!(get(Direct).switches_per_tx, None);
+        assert!((get(Pgbouncer).switches_per_tx.unwrap() - 2.02).abs() < 1e-12);
     }
 
     #[test]

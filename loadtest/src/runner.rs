@@ -167,7 +167,10 @@ fn one_line(run: &Run) -> String {
             .unwrap_or_default();
         let cpu = p
             .cpu_us_per_tx
-            .map(|c| format!(", proxy CPU {c:.1} µs/tx"))
+            .map(|c| match p.switches_per_tx {
+                Some(s) => format!(", proxy CPU {c:.1} µs/tx, {s:.2} context switches/tx"),
+                None => format!(", proxy CPU {c:.1} µs/tx"),
+            })
             .unwrap_or_default();
         let bad = if p.clean() {
             String::new()
