@@ -416,12 +416,7 @@ impl Config {
                     "record.flush_interval_ms, record.rotate_interval_s and record.queue_capacity must be at least 1".into(),
                 ));
             }
-            if !(1..=19).contains(&r.zstd_level) && !(-7..=-1).contains(&r.zstd_level) {
-                return Err(Error::Invalid(format!(
-                    "record.zstd_level must be 1 to 19, or -7 to -1 for zstd's fast levels (got {})",
-                    r.zstd_level
-                )));
-            }
+            crate::record::zstd_level(r.zstd_level).map_err(Error::Invalid)?;
             if r.rotate_bytes < 1024 * 1024 {
                 return Err(Error::Invalid(
                     "record.rotate_bytes must be at least 1048576".into(),

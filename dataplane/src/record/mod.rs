@@ -29,6 +29,7 @@ pub use chain::{HASH_LEN, ZERO_HASH};
 pub use event::*;
 pub use queue::{channel, ShardQueue};
 pub use read::{files, read, read_file, ReadError, Recorded};
+pub(crate) use recorder::zstd_level;
 pub use recorder::Recorder;
 pub use rows::result_rows;
 pub use schema::{schema, FORMAT_KEY, FORMAT_VERSION};

@@ -99,15 +99,8 @@ impl Recorder {
     /// cannot be spawned. A file that cannot be recovered now is logged and retried by the
     /// thread.
     pub fn start(cfg: &RecordConfig, shards: usize) -> io::Result<Recorder> {
-        let zstd = (cfg.zstd_level != 0)
-            .then(|| ZstdLevel::try_new(cfg.zstd_level).ok())
-            .flatten()
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("record.zstd_level {} is not a zstd level", cfg.zstd_level),
-                )
-            })?;
+        let zstd = zstd_level(cfg.zstd_level)
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
         let dir = cfg.dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
@@ -257,6 +250,20 @@ impl Drop for Recorder {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The level `[record] zstd_level` names: 1 to 19, or zstd's fast levels -7 to -1 (not 0, which
+/// the C library takes for its default level, 3).
+pub(crate) fn zstd_level(level: i32) -> Result<ZstdLevel, String> {
+    let why = || {
+        format!(
+            "record.zstd_level must be 1 to 19, or -7 to -1 for zstd's fast levels (got {level})"
+        )
+    };
+    if !(1..=19).contains(&level) && !(-7..=-1).contains(&level) {
+        return Err(why());
+    }
+    ZstdLevel::try_new(level).map_err(|_| why())
 }
 
 /// Recovers one file, logging what happened; false when it must be tried again.
