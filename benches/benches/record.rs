@@ -448,8 +448,9 @@ fn record_write(c: &mut Criterion) {
         ("pgbench", pgbench_events(500)),
         ("rows_8KiB", rows_8k_events(100)),
     ];
+    let levels = zstd_levels();
     for (name, events) in workloads {
-        for level in zstd_levels() {
+        for &level in &levels {
             write_workload(&mut g, name, &events, level);
         }
     }
