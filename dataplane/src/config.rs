@@ -83,7 +83,7 @@ pub struct RecordConfig {
     pub queue_capacity: usize,
     /// zstd level of the Parquet pages: 1 (the default) to 19, or -7 to -1 for zstd's fast
     /// levels. Higher levels make smaller archives for more recorder CPU; the fast levels the
-    /// reverse (on 8 KiB results, level -3 writes about 15 % more per CPU-second and 70 %
+    /// reverse (on 8 KiB results, level -3 writes about 15 % more per CPU-second and 60 %
     /// more bytes than level 1). Readers need no setting: every level is standard zstd.
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
