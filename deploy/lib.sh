@@ -152,6 +152,25 @@ ensure_cargo() {
     note "$(cargo --version)"
 }
 
+# Free space in MiB on the file system that holds $1 (or its nearest existing parent).
+free_mib() {
+    local p=$1
+    while [[ ! -e $p && $p != / ]]; do p=$(dirname "$p"); done
+    df -Pm "$p" | awk 'NR == 2 { print $4 }'
+}
+
+# Warns when the file system of $1 has less than $2 MiB free: a build that runs out of disk
+# fails deep inside rustc with "No space left on device", far from the cause.
+check_free_space() {
+    local have
+    have=$(free_mib "$1") || return 0
+    if ((have < $2)); then
+        warn "only ${have} MiB free under $1; a clean build and test run needs about $2 MiB (free some space or set CARGO_TARGET_DIR elsewhere)"
+    else
+        note "disk: ${have} MiB free under $1"
+    fi
+}
+
 rust_version() { sed -n 's/^rust-version *= *"\(.*\)"/\1/p' "${ROOT:-.}/Cargo.toml" | head -n1; }
 
 # --- ports ---------------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ ensure_duckdb
 ensure_cargo
 if bindir=$(pg_bindir); then note "PostgreSQL: $("$bindir/postgres" --version) in $bindir"; fi
 note "target dir: $TARGET_DIR"
+# A clean debug build and test run take about 2.5 GB (measured: 2.0 GB in target/).
+check_free_space "$TARGET_DIR" 3072
 
 # --- steps (one line each) -----------------------------------------------------------------------
 if cargo nextest --version >/dev/null 2>&1; then
