@@ -162,16 +162,13 @@ struct Rebuild {
 
 impl Rebuild {
     /// Starts the rebuild with the batches of `prefix`, a complete Parquet file, if any.
-    fn start(
-        paths: &FilePaths,
-        first: &RecordBatch,
-        prefix: Option<&Path>,
-        level: ZstdLevel,
-    ) -> io::Result<Rebuild> {
+    fn start(paths: &FilePaths, prefix: Option<&Path>, level: ZstdLevel) -> io::Result<Rebuild> {
         let file = File::create(&paths.rebuild).map_err(io_at("creating", &paths.rebuild))?;
+        // The archive's schema, whatever the batches' own (log frames carry dictionary
+        // columns: `schema::batch_schema`).
         let writer = ArrowWriter::try_new(
             Sink::new(file),
-            first.schema(),
+            super::schema::schema(),
             Some(writer_properties(level)),
         )
         .map_err(|e| parquet_io("starting", &paths.rebuild, e))?;
@@ -268,7 +265,6 @@ pub(crate) fn recover(paths: &FilePaths, level: ZstdLevel) -> io::Result<Recover
             Some(r) => r,
             None => rebuild.insert(Rebuild::start(
                 paths,
-                &batch,
                 has_prefix.then_some(paths.partial.as_path()),
                 level,
             )?),

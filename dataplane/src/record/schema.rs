@@ -2,20 +2,22 @@
 //! into Arrow record batches of it. Columns that belong to one kind of event are null in the
 //! rows of other kinds. README.md documents every column.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::NullBufferBuilder;
 use arrow::array::{
-    Array, ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, LargeStringArray, LargeStringBuilder,
-    ListArray, ListBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
-    UInt64Builder,
+    Array, ArrayRef, BooleanBuilder, DictionaryArray, FixedSizeBinaryBuilder, Int32Array,
+    Int32Builder, LargeStringArray, LargeStringBuilder, ListArray, ListBuilder, RecordBatch,
+    StringArray, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
 };
+use arrow::array::{ArrayBuilder, NullBufferBuilder};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
 use super::chain::HASH_LEN;
-use super::event::{Body, Event, RowsEncoding};
+use super::event::{Body, DecisionInfo, Event, RowsEncoding, SessionMeta};
 use super::rows::Rows;
 
 /// Version of the archive format, kept in every file's key-value metadata: 1, hashes in the
@@ -112,20 +114,149 @@ pub fn schema() -> SchemaRef {
         .clone()
 }
 
-/// Accumulates events as rows of [`schema`].
+/// Columns that [`BatchBuilder`] builds as `Dictionary(Int32, Utf8)` arrays: their values
+/// repeat from row to row and arrive shared, so each distinct value is copied once per batch.
+/// They are `Utf8` in [`schema`], and in every file: the Parquet writer is made with
+/// [`schema`] and writes a dictionary array's values as the strings they stand for (with the
+/// `dict-array-keys` patch of `third_party/parquet`, interning each distinct value once).
+const DICTIONARY_COLUMNS: [&str; 9] = [
+    "session_id",
+    "kind",
+    "instance",
+    "principal",
+    "connection",
+    "protocol",
+    "fingerprint",
+    "action",
+    "reason",
+];
+
+/// The schema of the batches [`BatchBuilder::finish`] returns: [`schema`], with the
+/// [`DICTIONARY_COLUMNS`] as `Dictionary(Int32, Utf8)`. Write-ahead log frames carry it; files
+/// carry [`schema`].
+pub(crate) fn batch_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let fields: Vec<Field> = schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    if DICTIONARY_COLUMNS.contains(&f.name().as_str()) {
+                        f.as_ref().clone().with_data_type(DataType::Dictionary(
+                            Box::new(DataType::Int32),
+                            Box::new(DataType::Utf8),
+                        ))
+                    } else {
+                        f.as_ref().clone()
+                    }
+                })
+                .collect();
+            Arc::new(Schema::new(fields))
+        })
+        .clone()
+}
+
+/// Hashes a pointer-sized address (a multiply, folded so that the low bits, zero for aligned
+/// addresses, vary).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        let h = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 29);
+    }
+}
+
+/// Dictionary keys for values that events share through an `Arc` (a session's metadata, a
+/// cached decision): the first event that brings one gets the next key, later ones find it by
+/// the `Arc`'s address. The `Arc`s are held until [`ByAddress::clear`], so no address is
+/// reused by another value within a batch.
+struct ByAddress<T> {
+    held: Vec<Arc<T>>,
+    keys: HashMap<usize, i32, BuildHasherDefault<AddressHasher>>,
+}
+
+impl<T> Default for ByAddress<T> {
+    fn default() -> Self {
+        ByAddress {
+            held: Vec::new(),
+            keys: HashMap::default(),
+        }
+    }
+}
+
+impl<T> ByAddress<T> {
+    /// The key of `value`, and whether it is new (its strings are then to be appended to the
+    /// dictionaries, in key order).
+    fn key(&mut self, value: &Arc<T>) -> (i32, bool) {
+        let address = Arc::as_ptr(value).cast::<()>() as usize;
+        if let Some(&key) = self.keys.get(&address) {
+            return (key, false);
+        }
+        // A batch holds at most `BATCH_EVENTS` rows, so keys stay far below i32::MAX.
+        let key = i32::try_from(self.held.len()).unwrap_or(i32::MAX);
+        self.held.push(Arc::clone(value));
+        self.keys.insert(address, key);
+        (key, true)
+    }
+
+    fn clear(&mut self) {
+        self.held.clear();
+        self.keys.clear();
+    }
+}
+
+/// The `kind` column's dictionary, in the order of [`kind_key`].
+const KINDS: [&str; 5] = ["connect", "statement", "result", "approval", "disconnect"];
+
+fn kind_key(b: &Body) -> i32 {
+    match b {
+        Body::Connect(_) => 0,
+        Body::Statement(_) => 1,
+        Body::Result(_) => 2,
+        Body::Approval(_) => 3,
+        Body::Disconnect(_) => 4,
+    }
+}
+
+fn dictionary(keys: Int32Array, values: StringArray) -> Result<ArrayRef, ArrowError> {
+    Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
+        keys,
+        Arc::new(values),
+    )?))
+}
+
+/// Accumulates events as rows of [`batch_schema`] (that is, of [`schema`]).
 pub(crate) struct BatchBuilder {
     rows_in_batch: usize,
     payload: usize,
 
+    /// Sessions of the batch: one key for `session_id`, `principal`, `connection` and
+    /// `protocol`, whose dictionaries hold each session's values in key order.
+    sessions: ByAddress<SessionMeta>,
+    session_keys: Vec<i32>,
     session_id: StringBuilder,
-    seq: UInt64Builder,
-    at: TimestampMicrosecondBuilder,
-    kind: StringBuilder,
-    instance: StringBuilder,
     principal: StringBuilder,
-    groups: ListBuilder<StringBuilder>,
     connection: StringBuilder,
     protocol: StringBuilder,
+    seq: UInt64Builder,
+    at: TimestampMicrosecondBuilder,
+    kind_keys: Vec<i32>,
+    /// `instance` is the same for every event of a recorder: a new key only when it changes.
+    instance_keys: Vec<i32>,
+    instance: StringBuilder,
+    instance_last: String,
+    groups: ListBuilder<StringBuilder>,
 
     client_addr: StringBuilder,
     application_name: StringBuilder,
@@ -137,10 +268,14 @@ pub(crate) struct BatchBuilder {
     statement: LargeStringBuilder,
     params: ListBuilder<LargeStringBuilder>,
     fingerprint_hash: UInt64Builder,
+    /// Decisions of the batch: one key (null without a decision) for `fingerprint`, `action`
+    /// and `reason`.
+    decisions: ByAddress<DecisionInfo>,
+    decision_keys: Int32Builder,
     fingerprint: StringBuilder,
     action: StringBuilder,
-    rules: ListBuilder<StringBuilder>,
     reason: StringBuilder,
+    rules: ListBuilder<StringBuilder>,
     tables: ListBuilder<StringBuilder>,
 
     rows: UInt64Builder,
@@ -181,15 +316,19 @@ impl Default for BatchBuilder {
         BatchBuilder {
             rows_in_batch: 0,
             payload: 0,
+            sessions: ByAddress::default(),
+            session_keys: Vec::new(),
             session_id: s(),
-            seq: u(),
-            at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
-            kind: s(),
-            instance: s(),
             principal: s(),
-            groups: l(),
             connection: s(),
             protocol: s(),
+            seq: u(),
+            at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            kind_keys: Vec::new(),
+            instance_keys: Vec::new(),
+            instance: s(),
+            instance_last: String::new(),
+            groups: l(),
             client_addr: s(),
             application_name: s(),
             tls: BooleanBuilder::new(),
@@ -198,10 +337,12 @@ impl Default for BatchBuilder {
             statement: LargeStringBuilder::new(),
             params: ListBuilder::new(LargeStringBuilder::new()),
             fingerprint_hash: u(),
+            decisions: ByAddress::default(),
+            decision_keys: Int32Builder::new(),
             fingerprint: s(),
             action: s(),
-            rules: l(),
             reason: s(),
+            rules: l(),
             tables: l(),
             rows: u(),
             bytes: u(),
@@ -374,15 +515,24 @@ impl BatchBuilder {
         self.rows_in_batch += 1;
         self.payload += 256;
         let s = &e.session;
-        self.session_id.append_value(&s.id);
+        let (key, new) = self.sessions.key(s);
+        if new {
+            self.session_id.append_value(&s.id);
+            self.principal.append_value(&s.principal);
+            self.connection.append_value(&s.connection);
+            self.protocol.append_value(&s.protocol);
+        }
+        self.session_keys.push(key);
         self.seq.append_value(e.seq);
         self.at.append_value(e.at_us);
-        self.kind.append_value(e.body.kind());
-        self.instance.append_value(instance);
-        self.principal.append_value(&s.principal);
+        self.kind_keys.push(kind_key(&e.body));
+        if self.instance.is_empty() || instance != self.instance_last {
+            self.instance.append_value(instance);
+            instance.clone_into(&mut self.instance_last);
+        }
+        self.instance_keys
+            .push(i32::try_from(self.instance.len() - 1).unwrap_or(i32::MAX));
         push_strs(&mut self.groups, &s.groups);
-        self.connection.append_value(&s.connection);
-        self.protocol.append_value(&s.protocol);
 
         let (mut connect, mut statement, mut result, mut approval, mut disconnect) =
             (None, None, None, None, None);
@@ -422,17 +572,19 @@ impl BatchBuilder {
                 match &st.decision {
                     Some(d) => {
                         self.payload += d.fingerprint.len();
-                        self.fingerprint.append_value(&d.fingerprint);
-                        self.action.append_value(&d.action);
+                        let (key, new) = self.decisions.key(d);
+                        if new {
+                            self.fingerprint.append_value(&d.fingerprint);
+                            self.action.append_value(&d.action);
+                            self.reason.append_value(&d.reason);
+                        }
+                        self.decision_keys.append_value(key);
                         push_strs(&mut self.rules, &d.rules);
-                        self.reason.append_value(&d.reason);
                         push_strs(&mut self.tables, &d.tables);
                     }
                     None => {
-                        self.fingerprint.append_null();
-                        self.action.append_null();
+                        self.decision_keys.append_null();
                         self.rules.append_null();
-                        self.reason.append_null();
                         self.tables.append_null();
                     }
                 }
@@ -441,10 +593,8 @@ impl BatchBuilder {
                 self.statement.append_null();
                 self.params.append_null();
                 self.fingerprint_hash.append_null();
-                self.fingerprint.append_null();
-                self.action.append_null();
+                self.decision_keys.append_null();
                 self.rules.append_null();
-                self.reason.append_null();
                 self.tables.append_null();
             }
         }
@@ -523,16 +673,26 @@ impl BatchBuilder {
     pub(crate) fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         self.rows_in_batch = 0;
         self.payload = 0;
+        // Keys are below their dictionaries' lengths by construction; `try_new` checks.
+        let session_keys = Int32Array::from(std::mem::take(&mut self.session_keys));
+        let decision_keys = self.decision_keys.finish();
+        let kinds = StringArray::from(KINDS.to_vec());
+        self.sessions.clear();
+        self.decisions.clear();
+        self.instance_last.clear();
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.session_id.finish()),
+            dictionary(session_keys.clone(), self.session_id.finish())?,
             Arc::new(self.seq.finish()),
             Arc::new(self.at.finish()),
-            Arc::new(self.kind.finish()),
-            Arc::new(self.instance.finish()),
-            Arc::new(self.principal.finish()),
+            dictionary(Int32Array::from(std::mem::take(&mut self.kind_keys)), kinds)?,
+            dictionary(
+                Int32Array::from(std::mem::take(&mut self.instance_keys)),
+                self.instance.finish(),
+            )?,
+            dictionary(session_keys.clone(), self.principal.finish())?,
             Arc::new(self.groups.finish()),
-            Arc::new(self.connection.finish()),
-            Arc::new(self.protocol.finish()),
+            dictionary(session_keys.clone(), self.connection.finish())?,
+            dictionary(session_keys, self.protocol.finish())?,
             Arc::new(self.client_addr.finish()),
             Arc::new(self.application_name.finish()),
             Arc::new(self.tls.finish()),
@@ -541,10 +701,10 @@ impl BatchBuilder {
             Arc::new(self.statement.finish()),
             Arc::new(self.params.finish()),
             Arc::new(self.fingerprint_hash.finish()),
-            Arc::new(self.fingerprint.finish()),
-            Arc::new(self.action.finish()),
+            dictionary(decision_keys.clone(), self.fingerprint.finish())?,
+            dictionary(decision_keys.clone(), self.action.finish())?,
             Arc::new(self.rules.finish()),
-            Arc::new(self.reason.finish()),
+            dictionary(decision_keys, self.reason.finish())?,
             Arc::new(self.tables.finish()),
             Arc::new(self.rows.finish()),
             Arc::new(self.bytes.finish()),
@@ -572,6 +732,6 @@ impl BatchBuilder {
             Arc::new(self.prev_hash.finish()),
             Arc::new(self.hash.finish()),
         ];
-        RecordBatch::try_new(schema(), columns)
+        RecordBatch::try_new(batch_schema(), columns)
     }
 }

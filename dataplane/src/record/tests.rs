@@ -1157,6 +1157,112 @@ fn zstd_pages_of_both_format_versions_read_back_as_written() {
     }
 }
 
+/// The recorder hands the Parquet writer some `Utf8` columns as dictionary arrays
+/// (`schema::batch_schema`), which the vendored parquet encodes by their keys (patch
+/// dict-array-keys in third_party/parquet/src/arrow/arrow_writer/byte_array.rs): the file must
+/// be byte for byte the one the same rows as plain strings give (the same dictionary pages,
+/// indices and statistics), with nulls, keys out of order, unused and repeated dictionary
+/// values, across several row groups and after the dictionary spills to plain pages.
+#[test]
+fn dictionary_columns_write_the_file_their_strings_write() {
+    use arrow::array::{Array, DictionaryArray, Int32Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+    let words: Vec<String> = (0..600)
+        .map(|i| format!("value-{:04}", (i * 7919) % 600))
+        .collect();
+    let mut values: Vec<Option<&str>> = words.iter().map(|w| Some(w.as_str())).collect();
+    values[5] = Some("repeated");
+    values[9] = Some("repeated");
+    let dict_values = StringArray::from(values);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let keys: Vec<Option<i32>> = (0..20_000)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Few distinct values at first; later rows use them all, which spills the
+            // dictionary past its page limit.
+            let span = if i < 12_000 { 40 } else { 600 };
+            (!x.is_multiple_of(11)).then_some((x % span) as i32)
+        })
+        .collect();
+    let keys = Int32Array::from(keys);
+    let dict = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(dict_values)).unwrap();
+    let strings = arrow::compute::cast(&dict, &DataType::Utf8).unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+    let file_of = |column: Arc<dyn Array>, statistics| {
+        let batch_schema = Arc::new(Schema::new(vec![Field::new(
+            "s",
+            column.data_type().clone(),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(batch_schema, vec![column]).unwrap();
+        let props = WriterProperties::builder()
+            .set_statistics_enabled(statistics)
+            .set_dictionary_page_size_limit(2 << 10)
+            .set_max_row_group_size(7_000)
+            .build();
+        let mut file = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut file, schema.clone(), Some(props)).unwrap();
+        for at in (0..batch.num_rows()).step_by(3_000) {
+            let len = 3_000.min(batch.num_rows() - at);
+            writer.write(&batch.slice(at, len)).unwrap();
+        }
+        writer.close().unwrap();
+        file
+    };
+    for statistics in [
+        EnabledStatistics::None,
+        EnabledStatistics::Chunk,
+        EnabledStatistics::Page,
+    ] {
+        let plain = file_of(strings.clone(), statistics);
+        let keyed = file_of(Arc::new(dict.clone()), statistics);
+        assert!(plain == keyed, "{statistics:?}: the files differ");
+    }
+}
+
+/// Sessions interleaved in one batch, each bringing its own metadata and decisions (the
+/// dictionary columns' keys are found by address), read back as pushed, and the file tells
+/// readers the documented schema: `Utf8` where the batches held dictionaries.
+#[test]
+fn interleaved_sessions_read_back_and_files_carry_the_documented_schema() {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::start(&config(dir.path()), 1).unwrap();
+    let sessions: Vec<Vec<Event>> = (0..5)
+        .map(|i| session(&format!("mixed-{i}"), T0 + i))
+        .collect();
+    let longest = sessions.iter().map(Vec::len).max().unwrap_or(0);
+    let mut pushed = Vec::new();
+    for n in 0..longest {
+        for s in &sessions {
+            if let Some(e) = s.get(n) {
+                pushed.push(e.clone());
+            }
+        }
+    }
+    push_all(&rec.shard(0), pushed.clone());
+    rec.shutdown();
+    assert!(events_of(&read(dir.path()).unwrap()) == pushed);
+    let report = verify(dir.path());
+    assert!(report.is_clean() && report.open.is_empty(), "{report}");
+    for file in complete_files(dir.path()) {
+        let f = std::fs::File::open(dir.path().join(&file)).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+        assert_eq!(
+            reader.schema().fields(),
+            schema().fields(),
+            "{}",
+            file.display()
+        );
+    }
+}
+
 /// Two gateways recording into one folder under one instance name would take each other's open
 /// files for a crash's leftovers: the second is refused with a message that says what to
 /// change, while a gateway under another name, or one started after the first stopped or

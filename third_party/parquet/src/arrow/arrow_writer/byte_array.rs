@@ -462,6 +462,17 @@ impl ColumnValueEncoder for ByteArrayEncoder {
     }
 
     fn write_gather(&mut self, values: &Self::Values, indices: &[usize]) -> Result<()> {
+        // TOLLGATE PATCH (dict-array-keys): a Dictionary(Int32, Utf8) array going into the
+        // dictionary encoder is encoded by its keys: each dictionary value is interned (and
+        // counted for statistics) once per call, not once per row.
+        if self.dict_encoder.is_some() && self.bloom_filter.is_none() {
+            if let Some(dict) = values.as_any().downcast_ref::<DictionaryArray<arrow_array::types::Int32Type>>() {
+                if let Some(strings) = dict.values().as_any().downcast_ref::<StringArray>() {
+                    encode_dictionary_keys(dict.keys(), strings, indices, self);
+                    return Ok(());
+                }
+            }
+        }
         downcast_op!(values.data_type(), values, encode, indices, self);
         Ok(())
     }
@@ -569,6 +580,57 @@ where
     match &mut encoder.dict_encoder {
         Some(dict_encoder) => dict_encoder.encode(values, indices),
         None => encoder.fallback.encode(values, indices),
+    }
+}
+
+/// TOLLGATE PATCH (dict-array-keys): [`encode`] for a dictionary array whose encoder is still
+/// dictionary-encoding. The rows' keys are mapped to the Parquet dictionary's indices through
+/// a table filled as keys are first seen, so each distinct value is hashed, compared and
+/// measured for statistics once per call. The indices, statistics and byte counts that come
+/// out are those `encode` gives for the same rows.
+fn encode_dictionary_keys(
+    keys: &arrow_array::Int32Array,
+    strings: &StringArray,
+    indices: &[usize],
+    encoder: &mut ByteArrayEncoder,
+) {
+    let Some(dict_encoder) = encoder.dict_encoder.as_mut() else {
+        return;
+    };
+    const UNSEEN: u64 = u64::MAX;
+    let mut interned = vec![UNSEEN; strings.len()];
+    let mut min: Option<&str> = None;
+    let mut max: Option<&str> = None;
+    dict_encoder.indices.reserve(indices.len());
+    for &idx in indices {
+        // Rows written here are non-null (the caller gathers valid rows only), so their keys
+        // are valid indices into `strings`.
+        let key = keys.value(idx) as usize;
+        let value = strings.value(key);
+        let slot = &mut interned[key];
+        if *slot == UNSEEN {
+            *slot = dict_encoder.interner.intern(value.as_bytes());
+            if min.is_none_or(|m| value < m) {
+                min = Some(value);
+            }
+            if max.is_none_or(|m| value > m) {
+                max = Some(value);
+            }
+        }
+        dict_encoder.indices.push(*slot);
+        dict_encoder.variable_length_bytes += value.len() as i64;
+    }
+    if encoder.statistics_enabled != EnabledStatistics::None {
+        if let (Some(min), Some(max)) = (min, max) {
+            let (min, max): (ByteArray, ByteArray) =
+                (min.as_bytes().to_vec().into(), max.as_bytes().to_vec().into());
+            if encoder.min_value.as_ref().is_none_or(|m| m > &min) {
+                encoder.min_value = Some(min);
+            }
+            if encoder.max_value.as_ref().is_none_or(|m| m < &max) {
+                encoder.max_value = Some(max);
+            }
+        }
     }
 }
 
