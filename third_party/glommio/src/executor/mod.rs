@@ -1511,6 +1511,15 @@ impl LocalExecutor {
                         // test again here. We can't test *just* here because the main
                         // future is probably the one setting up the task queues and etc.
                         break t.unwrap();
+                    } else if spin_before_park.is_zero() {
+                        // TOLLGATE PATCH (submit-with-sleep): without spinning, park at once.
+                        // Upstream polled first (`spin_poll_io`), which submitted the SQEs the
+                        // tasks had just queued in an `io_uring_enter` of its own, and then
+                        // parked in another; the park does everything that poll does, and
+                        // submits those SQEs in the call it sleeps in.
+                        this.parker
+                            .park()
+                            .expect("Failed to park! This is actually pretty bad!");
                     } else {
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {

@@ -1044,29 +1044,40 @@ impl SleepableRing {
         }
     }
 
+    /// TOLLGATE PATCH (submit-with-sleep): moves the queued SQEs into the submission ring
+    /// without entering the kernel (unless the ring fills up), so that the sleep that follows
+    /// submits them in its own `io_uring_enter`. Whoever stages must flush afterwards if it
+    /// does not sleep (`Reactor::wait` does).
+    fn stage_submissions(&mut self) -> io::Result<usize> {
+        let q = self.submission_queue();
+        let mut queue = q.borrow_mut();
+        self.consume_sqe_queue(&mut queue.submissions, false)
+    }
+
+    /// TOLLGATE PATCH (submit-with-sleep): `can_sleep`, allowing SQEs staged in the
+    /// submission ring (the sleep submits them).
+    fn can_sleep_staged(&self) -> bool {
+        self.submission_queue.borrow().is_empty() && self.waiting_kernel_collection() == 0
+    }
+
     /// TOLLGATE PATCH (one-link-poll): sleeps until a completion while the `POLL_ADD` that
     /// links the rings, submitted by an earlier `sleep`, is still armed in the kernel.
+    /// TOLLGATE PATCH (submit-with-sleep): staged SQEs are submitted by the same call. The
+    /// kernel waits only once all of them are in (a short submission returns at once, and an
+    /// SQE that fails to submit posts a CQE, which ends the wait).
     fn sleep_linked(&mut self) -> io::Result<usize> {
-        assert_eq!(
-            self.waiting_kernel_submission(),
-            0,
-            "sleeping with pending SQEs"
-        );
         self.ring
-            .cq()
-            .wait(1)
-            .map(|_| 1)
+            .submit_sqes_and_wait(1)
+            .map(|x| {
+                self.in_kernel += x as usize;
+                1
+            })
             .or_else(Reactor::busy_ok)
             .or_else(Reactor::again_ok)
             .or_else(Reactor::intr_ok)
     }
 
     fn sleep(&mut self, link: &Source) -> io::Result<usize> {
-        assert_eq!(
-            self.waiting_kernel_submission(),
-            0,
-            "sleeping with pending SQEs"
-        );
         if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
             let sqe_ptr = unsafe { sqe.raw_mut() as *mut _ };
             let op = UringDescriptor {
@@ -1094,6 +1105,9 @@ impl SleepableRing {
             // every SQE was submitted (otherwise it returns the short count or an error), and
             // returns the submitted count even when the wait itself is interrupted, so the
             // check below still tells whether the rings are linked.
+            // TOLLGATE PATCH (submit-with-sleep): SQEs staged before it go in the same call,
+            // ahead of it: the link SQE is in only if all of them are.
+            let pending = self.waiting_kernel_submission();
             let submitted = self
                 .ring
                 .submit_sqes_and_wait(1)
@@ -1104,7 +1118,7 @@ impl SleepableRing {
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
                 .or_else(Reactor::intr_ok)?;
-            if submitted != 1 {
+            if submitted != pending {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // Waiting here is unsafe because we could end up waiting much longer than
                 // needed.
@@ -1891,7 +1905,16 @@ impl Reactor {
         flush_cancellations!(into &mut woke; lat_ring, poll_ring, main_ring);
         // ... which happens right here. If you ever reorder this code just
         // be careful about this dependency.
-        flush_rings!(lat_ring, poll_ring, main_ring)?;
+        // TOLLGATE PATCH (submit-with-sleep): the main ring's SQEs are only staged here: if
+        // the shard sleeps, the sleep's `io_uring_enter` submits them (upstream: one call to
+        // submit, then another to sleep, on every park); if it does not, they are flushed
+        // before this function returns.
+        flush_rings!(lat_ring, poll_ring)?;
+        main_ring
+            .stage_submissions()
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)?;
         // pick up the results of any cancellations
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
@@ -1899,7 +1922,7 @@ impl Reactor {
         let should_sleep = preempt_timer().is_none()
             && (woke == 0)
             && poll_ring.can_sleep()
-            && main_ring.can_sleep()
+            && main_ring.can_sleep_staged()
             && lat_ring.can_sleep();
 
         if should_sleep {
@@ -1933,6 +1956,10 @@ impl Reactor {
                 self.notifier.wake_up();
             }
         }
+
+        // TOLLGATE PATCH (submit-with-sleep): whatever is still staged (the shard did not
+        // sleep, or its sleep could not submit) goes to the kernel now.
+        flush_rings!(main_ring)?;
 
         if let Some(preempt) = preempt_timer() {
             // TOLLGATE PATCH (keep-timers): zero means no timer is wanted, as `Parker::poll_io`
