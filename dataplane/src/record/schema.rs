@@ -252,10 +252,10 @@ pub(crate) struct BatchBuilder {
     seq: UInt64Builder,
     at: TimestampMicrosecondBuilder,
     kind_keys: Vec<i32>,
-    /// `instance` is the same for every event of a recorder: a new key only when it changes.
+    /// `instance` is the same for every event of a recorder: a new key only when it differs
+    /// from the last value appended.
     instance_keys: Vec<i32>,
     instance: StringBuilder,
-    instance_last: String,
     groups: ListBuilder<StringBuilder>,
 
     client_addr: StringBuilder,
@@ -327,7 +327,6 @@ impl Default for BatchBuilder {
             kind_keys: Vec::new(),
             instance_keys: Vec::new(),
             instance: s(),
-            instance_last: String::new(),
             groups: l(),
             client_addr: s(),
             application_name: s(),
@@ -526,9 +525,15 @@ impl BatchBuilder {
         self.seq.append_value(e.seq);
         self.at.append_value(e.at_us);
         self.kind_keys.push(kind_key(&e.body));
-        if self.instance.is_empty() || instance != self.instance_last {
+        let last_instance = match self.instance.offsets_slice() {
+            [.., start, end] => self
+                .instance
+                .values_slice()
+                .get(*start as usize..*end as usize),
+            _ => None,
+        };
+        if last_instance != Some(instance.as_bytes()) {
             self.instance.append_value(instance);
-            instance.clone_into(&mut self.instance_last);
         }
         self.instance_keys
             .push(i32::try_from(self.instance.len() - 1).unwrap_or(i32::MAX));
@@ -679,7 +684,6 @@ impl BatchBuilder {
         let kinds = StringArray::from(KINDS.to_vec());
         self.sessions.clear();
         self.decisions.clear();
-        self.instance_last.clear();
         let columns: Vec<ArrayRef> = vec![
             dictionary(session_keys.clone(), self.session_id.finish())?,
             Arc::new(self.seq.finish()),

@@ -465,13 +465,24 @@ impl ColumnValueEncoder for ByteArrayEncoder {
         // TOLLGATE PATCH (dict-array-keys): a Dictionary(Int32, Utf8) array going into the
         // dictionary encoder is encoded by its keys: each dictionary value is interned (and
         // counted for statistics) once per call, not once per row.
-        if self.dict_encoder.is_some() && self.bloom_filter.is_none() {
-            if let Some(dict) = values.as_any().downcast_ref::<DictionaryArray<arrow_array::types::Int32Type>>() {
-                if let Some(strings) = dict.values().as_any().downcast_ref::<StringArray>() {
-                    encode_dictionary_keys(dict.keys(), strings, indices, self);
-                    return Ok(());
+        let dict = values
+            .as_any()
+            .downcast_ref::<DictionaryArray<arrow_array::types::Int32Type>>();
+        let strings = dict.and_then(|d| d.values().as_any().downcast_ref::<StringArray>());
+        if let (Some(dict), Some(strings), Some(dict_encoder), None) = (
+            dict,
+            strings,
+            self.dict_encoder.as_mut(),
+            &self.bloom_filter,
+        ) {
+            let range = encode_dictionary_keys(dict.keys(), strings, indices, dict_encoder);
+            if self.statistics_enabled != EnabledStatistics::None {
+                if let Some((min, max)) = range {
+                    let bytes = |v: &str| ByteArray::from(v.as_bytes().to_vec());
+                    update_min_max(self, bytes(min), bytes(max));
                 }
             }
+            return Ok(());
         }
         downcast_op!(values.data_type(), values, encode, indices, self);
         Ok(())
@@ -559,13 +570,7 @@ where
 {
     if encoder.statistics_enabled != EnabledStatistics::None {
         if let Some((min, max)) = compute_min_max(values, indices.iter().cloned()) {
-            if encoder.min_value.as_ref().is_none_or(|m| m > &min) {
-                encoder.min_value = Some(min);
-            }
-
-            if encoder.max_value.as_ref().is_none_or(|m| m < &max) {
-                encoder.max_value = Some(max);
-            }
+            update_min_max(encoder, min, max);
         }
     }
 
@@ -583,24 +588,20 @@ where
     }
 }
 
-/// TOLLGATE PATCH (dict-array-keys): [`encode`] for a dictionary array whose encoder is still
-/// dictionary-encoding. The rows' keys are mapped to the Parquet dictionary's indices through
-/// a table filled as keys are first seen, so each distinct value is hashed, compared and
-/// measured for statistics once per call. The indices, statistics and byte counts that come
-/// out are those `encode` gives for the same rows.
-fn encode_dictionary_keys(
+/// TOLLGATE PATCH (dict-array-keys): [`encode`]'s dictionary encoding for a dictionary array.
+/// The rows' keys are mapped to the Parquet dictionary's indices through a table filled as
+/// keys are first seen, so each distinct value is hashed and compared once per call. Returns
+/// the least and greatest value the rows use (for the statistics). The indices and byte
+/// counts that come out, and that range, are those `encode` gives for the same rows.
+fn encode_dictionary_keys<'a>(
     keys: &arrow_array::Int32Array,
-    strings: &StringArray,
+    strings: &'a StringArray,
     indices: &[usize],
-    encoder: &mut ByteArrayEncoder,
-) {
-    let Some(dict_encoder) = encoder.dict_encoder.as_mut() else {
-        return;
-    };
+    dict_encoder: &mut DictEncoder,
+) -> Option<(&'a str, &'a str)> {
     const UNSEEN: u64 = u64::MAX;
     let mut interned = vec![UNSEEN; strings.len()];
-    let mut min: Option<&str> = None;
-    let mut max: Option<&str> = None;
+    let mut range: Option<(&str, &str)> = None;
     dict_encoder.indices.reserve(indices.len());
     for &idx in indices {
         // Rows written here are non-null (the caller gathers valid rows only), so their keys
@@ -610,27 +611,25 @@ fn encode_dictionary_keys(
         let slot = &mut interned[key];
         if *slot == UNSEEN {
             *slot = dict_encoder.interner.intern(value.as_bytes());
-            if min.is_none_or(|m| value < m) {
-                min = Some(value);
-            }
-            if max.is_none_or(|m| value > m) {
-                max = Some(value);
-            }
+            range = Some(match range {
+                Some((min, max)) => (min.min(value), max.max(value)),
+                None => (value, value),
+            });
         }
         dict_encoder.indices.push(*slot);
         dict_encoder.variable_length_bytes += value.len() as i64;
     }
-    if encoder.statistics_enabled != EnabledStatistics::None {
-        if let (Some(min), Some(max)) = (min, max) {
-            let (min, max): (ByteArray, ByteArray) =
-                (min.as_bytes().to_vec().into(), max.as_bytes().to_vec().into());
-            if encoder.min_value.as_ref().is_none_or(|m| m > &min) {
-                encoder.min_value = Some(min);
-            }
-            if encoder.max_value.as_ref().is_none_or(|m| m < &max) {
-                encoder.max_value = Some(max);
-            }
-        }
+    range
+}
+
+/// TOLLGATE PATCH (dict-array-keys): widens the encoder's page statistics to `min` and `max`
+/// (taken out of `encode`, which the dictionary-key path shares).
+fn update_min_max(encoder: &mut ByteArrayEncoder, min: ByteArray, max: ByteArray) {
+    if encoder.min_value.as_ref().is_none_or(|m| m > &min) {
+        encoder.min_value = Some(min);
+    }
+    if encoder.max_value.as_ref().is_none_or(|m| m < &max) {
+        encoder.max_value = Some(max);
     }
 }
 
