@@ -140,6 +140,7 @@ impl Recorder {
             next_seq: last_seq + 1,
             chains: HashMap::new(),
             pending: BTreeMap::new(),
+            spare: None,
             unwritten: VecDeque::new(),
             files: BTreeMap::new(),
             broken,
@@ -324,6 +325,9 @@ struct Worker {
     next_seq: u64,
     chains: HashMap<String, Link>,
     pending: BTreeMap<Hour, Pending>,
+    /// The builder of the last batch sealed, empty: the next batch reuses it, so that its
+    /// buffers start at the size the last batch needed (see `schema::RowsColumn`).
+    spare: Option<BatchBuilder>,
     /// Batches built but not yet written (normally empty; filled while writes fail).
     unwritten: VecDeque<Sealed>,
     files: BTreeMap<Hour, ArchiveFile>,
@@ -449,8 +453,9 @@ impl Worker {
             self.chains.insert(e.session.id.clone(), next);
         }
         let hour = Hour::of(e.at_us);
+        let spare = &mut self.spare;
         let pending = self.pending.entry(hour).or_insert_with(|| Pending {
-            builder: BatchBuilder::default(),
+            builder: spare.take().unwrap_or_default(),
             since: Instant::now(),
         });
         pending
@@ -472,11 +477,14 @@ impl Worker {
         }
         let payload = p.builder.payload();
         match p.builder.finish() {
-            Ok(batch) => self.unwritten.push_back(Sealed {
-                hour,
-                batch,
-                payload,
-            }),
+            Ok(batch) => {
+                self.unwritten.push_back(Sealed {
+                    hour,
+                    batch,
+                    payload,
+                });
+                self.spare = Some(p.builder);
+            }
             // Only a bug in the schema code can get here; say so loudly.
             Err(e) => tracing::error!(error = %e, "record: building a batch failed; events lost"),
         }
@@ -507,6 +515,9 @@ impl Worker {
                 Ok(()) => {
                     self.retry_delay = FIRST_RETRY;
                     self.retry_at = None;
+                    if let Some(spare) = &mut self.spare {
+                        spare.recycle(sealed.batch);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(

@@ -387,6 +387,15 @@ struct RowsColumn {
     result_valid: NullBufferBuilder,
     /// Set when an offset did not fit in 32 bits (then `finish` fails).
     overflow: bool,
+    /// Values and rows the previous batch held: reserved at this batch's first result, so
+    /// that the offsets do not grow by doubling either (kept across `finish`).
+    last_values: usize,
+    last_rows: usize,
+    /// A written batch's text and value offsets, taken back by [`RowsColumn::recycle`]: the
+    /// next batch fills them instead of fresh memory (that the allocator had returned to the
+    /// kernel, so every page of it faulted in and was zeroed again).
+    spare_text: Vec<u8>,
+    spare_offsets: Vec<i64>,
 }
 
 impl Default for RowsColumn {
@@ -399,6 +408,10 @@ impl Default for RowsColumn {
             result_offsets: vec![0],
             result_valid: NullBufferBuilder::new(0),
             overflow: false,
+            last_values: 0,
+            last_rows: 0,
+            spare_text: Vec::new(),
+            spare_offsets: Vec::new(),
         }
     }
 }
@@ -409,7 +422,14 @@ impl RowsColumn {
         if self.text.capacity() == 0 && !text.is_empty() {
             // A batch is sealed at this much payload: reserving it once spares growing the
             // buffer by doubling (each step a copy of everything so far, into fresh pages).
+            self.text = std::mem::take(&mut self.spare_text);
             self.text.reserve(super::recorder::BATCH_BYTES + (64 << 10));
+            if self.value_offsets.len() == 1 && self.spare_offsets.capacity() > 1 {
+                self.value_offsets = std::mem::take(&mut self.spare_offsets);
+                self.value_offsets.push(0);
+            }
+            self.value_offsets.reserve(self.last_values);
+            self.row_offsets.reserve(self.last_rows);
         }
         let text_base = self.text.len() as i64;
         self.text.extend_from_slice(text.as_bytes());
@@ -455,7 +475,14 @@ impl RowsColumn {
             result_offsets,
             mut result_valid,
             overflow,
+            spare_text,
+            spare_offsets,
+            ..
         } = std::mem::take(self);
+        self.last_values = value_offsets.len();
+        self.last_rows = row_offsets.len();
+        self.spare_text = spare_text;
+        self.spare_offsets = spare_offsets;
         if overflow {
             return Err(ArrowError::InvalidArgumentError(
                 "result_rows: more than 2 Gi values or rows in one batch".into(),
@@ -481,6 +508,35 @@ impl RowsColumn {
             result_valid.finish(),
         )?;
         Ok(Arc::new(results))
+    }
+
+    /// Takes back the text and value offsets of a column [`RowsColumn::finish`] made, when
+    /// nothing else holds them any more (the batch was written and dropped); otherwise does
+    /// nothing.
+    fn recycle(&mut self, column: ArrayRef) {
+        let data = column.to_data();
+        drop(column);
+        let Some(values) = data
+            .child_data()
+            .first()
+            .and_then(|rows| rows.child_data().first())
+        else {
+            return;
+        };
+        let (Some(offsets), Some(text)) = (values.buffers().first(), values.buffers().get(1))
+        else {
+            return;
+        };
+        let (offsets, text) = (offsets.clone(), text.clone());
+        drop(data);
+        if let Ok(mut text) = text.into_vec::<u8>() {
+            text.clear();
+            self.spare_text = text;
+        }
+        if let Ok(mut offsets) = offsets.into_vec::<i64>() {
+            offsets.clear();
+            self.spare_offsets = offsets;
+        }
     }
 }
 
@@ -674,6 +730,17 @@ impl BatchBuilder {
         }
     }
 
+    /// Hands back the memory of a batch this builder made, once written: see
+    /// [`RowsColumn::recycle`]. A batch still referenced elsewhere is simply dropped.
+    pub(crate) fn recycle(&mut self, batch: RecordBatch) {
+        let Some(index) = batch.schema().index_of("result_rows").ok() else {
+            return;
+        };
+        let column = Arc::clone(batch.column(index));
+        drop(batch);
+        self.result_rows.recycle(column);
+    }
+
     /// The rows appended so far as one record batch; the builder is empty afterwards.
     pub(crate) fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         self.rows_in_batch = 0;
@@ -737,5 +804,124 @@ impl BatchBuilder {
             Arc::new(self.hash.finish()),
         ];
         RecordBatch::try_new(batch_schema(), columns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::event::{SessionMeta, StatementResult};
+    use crate::record::RowsEncoding;
+
+    fn result_event(s: &Arc<SessionMeta>, seq: u64) -> Event {
+        Event {
+            session: s.clone(),
+            seq,
+            at_us: 1_714_564_800_000_000 + seq as i64,
+            body: Body::Result(StatementResult {
+                statement_id: seq,
+                rows: 2,
+                bytes: 64,
+                duration_us: 10,
+                command_tag: Some("SELECT 2".into()),
+                sqlstate: None,
+                error: None,
+                columns: Vec::new(),
+                rows_data: Vec::new(),
+                rows_encoding: RowsEncoding::PgDataRow,
+                kept_rows: 2,
+                truncated: false,
+            }),
+        }
+    }
+
+    fn batch_of(b: &mut BatchBuilder, s: &Arc<SessionMeta>, rows: &Rows) -> RecordBatch {
+        for seq in 0..3 {
+            b.append(
+                "gw",
+                &result_event(s, seq),
+                rows,
+                &[0; HASH_LEN],
+                &[1; HASH_LEN],
+            );
+        }
+        b.finish().unwrap()
+    }
+
+    fn rows_text(batch: &RecordBatch) -> Vec<Vec<Vec<Option<String>>>> {
+        let results = batch
+            .column_by_name("result_rows")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .unwrap();
+        (0..results.len())
+            .map(|r| {
+                let rows = results.value(r);
+                let rows = rows.as_any().downcast_ref::<ListArray>().unwrap();
+                (0..rows.len())
+                    .map(|i| {
+                        let values = rows.value(i);
+                        let values = values.as_any().downcast_ref::<LargeStringArray>().unwrap();
+                        (0..values.len())
+                            .map(|v| values.is_valid(v).then(|| values.value(v).to_owned()))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// A written batch's rows memory goes to the next batch, which still holds its own rows;
+    /// a batch still referenced elsewhere keeps its memory.
+    #[test]
+    fn a_written_batch_lends_its_rows_memory_to_the_next() {
+        let s = Arc::new(SessionMeta {
+            id: "s1".into(),
+            principal: "alice".into(),
+            groups: Vec::new(),
+            connection: "orders".into(),
+            protocol: "postgres".into(),
+        });
+        let mut rows = Rows::default();
+        rows.push_value(Some("alice@example.com"));
+        rows.push_value(None);
+        rows.end_row();
+        rows.push_value(Some("bob"));
+        rows.push_value(Some(""));
+        rows.end_row();
+        let mut b = BatchBuilder::default();
+        let first = batch_of(&mut b, &s, &rows);
+        let text_of = |batch: &RecordBatch| {
+            let results = batch.column_by_name("result_rows").unwrap().to_data();
+            results.child_data()[0].child_data()[0].buffers()[1].as_ptr()
+        };
+        let first_text = text_of(&first);
+        let expected = rows_text(&first);
+        assert_eq!(expected.len(), 3);
+        assert_eq!(
+            expected[0],
+            vec![
+                vec![Some("alice@example.com".to_owned()), None],
+                vec![Some("bob".to_owned()), Some(String::new())]
+            ]
+        );
+
+        b.recycle(first);
+        let second = batch_of(&mut b, &s, &rows);
+        assert_eq!(
+            text_of(&second),
+            first_text,
+            "the second batch writes into the first one's text"
+        );
+        assert_eq!(rows_text(&second), expected);
+
+        // Still referenced: not taken back, and the holder's rows stay as they were.
+        let held = second.clone();
+        b.recycle(second);
+        let third = batch_of(&mut b, &s, &rows);
+        assert_ne!(text_of(&third), text_of(&held));
+        assert_eq!(rows_text(&held), expected);
+        assert_eq!(rows_text(&third), expected);
     }
 }

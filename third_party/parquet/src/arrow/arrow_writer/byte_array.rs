@@ -247,7 +247,13 @@ impl FallbackEncoder {
         max_value: Option<ByteArray>,
     ) -> Result<DataPageValues<ByteArray>> {
         let (buf, encoding) = match &mut self.encoder {
-            FallbackEncoderImpl::Plain { buffer } => (std::mem::take(buffer), Encoding::PLAIN),
+            FallbackEncoderImpl::Plain { buffer } => {
+                // TOLLGATE PATCH (page-buffers): the next page starts with room for about as
+                // much as this one held (pages end just past the page size limit), instead of
+                // growing from empty by doubling, each step a copy of the page so far.
+                let next = Vec::with_capacity(buffer.len() + buffer.len() / 8);
+                (std::mem::replace(buffer, next), Encoding::PLAIN)
+            }
             FallbackEncoderImpl::DeltaLength { buffer, lengths } => {
                 let lengths = lengths.flush_buffer()?;
 

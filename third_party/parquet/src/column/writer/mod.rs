@@ -350,6 +350,10 @@ pub struct GenericColumnWriter<'a, E: ColumnValueEncoder> {
     data_page_boundary_descending: bool,
     /// (min, max)
     last_non_null_data_page_min_max: Option<(E::T, E::T)>,
+    /// TOLLGATE PATCH (page-buffers): a v1 page's uncompressed bytes (levels, then values)
+    /// are assembled here and compressed from here, so every page of a column chunk after the
+    /// first reuses one buffer instead of growing a new one by doubling.
+    page_scratch: Vec<u8>,
 }
 
 impl<'a, E: ColumnValueEncoder> GenericColumnWriter<'a, E> {
@@ -415,6 +419,7 @@ impl<'a, E: ColumnValueEncoder> GenericColumnWriter<'a, E> {
             data_page_boundary_ascending: true,
             data_page_boundary_descending: true,
             last_non_null_data_page_min_max: None,
+            page_scratch: Vec::new(),
         }
     }
 
@@ -1041,7 +1046,9 @@ impl<'a, E: ColumnValueEncoder> GenericColumnWriter<'a, E> {
 
         let compressed_page = match self.props.writer_version() {
             WriterVersion::PARQUET_1_0 => {
-                let mut buffer = vec![];
+                // TOLLGATE PATCH (page-buffers): the reused buffer, not a new one per page.
+                let mut buffer = std::mem::take(&mut self.page_scratch);
+                buffer.clear();
 
                 if max_rep_level > 0 {
                     buffer.extend_from_slice(
@@ -1067,9 +1074,13 @@ impl<'a, E: ColumnValueEncoder> GenericColumnWriter<'a, E> {
                 let uncompressed_size = buffer.len();
 
                 if let Some(ref mut cmpr) = self.compressor {
-                    let mut compressed_buf = Vec::with_capacity(uncompressed_size);
+                    // TOLLGATE PATCH (page-buffers): the output starts empty and the codec
+                    // reserves what it needs. Upstream reserved `uncompressed_size` first, and
+                    // a codec reserving its larger bound then reallocated: with mimalloc that
+                    // copies the whole old allocation, unwritten as it is.
+                    let mut compressed_buf = Vec::new();
                     cmpr.compress(&buffer[..], &mut compressed_buf)?;
-                    buffer = compressed_buf;
+                    self.page_scratch = std::mem::replace(&mut buffer, compressed_buf);
                 }
 
                 let data_page = Page::DataPage {
