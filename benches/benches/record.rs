@@ -32,7 +32,8 @@ use tollgate::record::{
     Statement, StatementResult,
 };
 
-/// The allocator the gateway binary runs with (`dataplane/src/main.rs`), so the figures are its.
+/// The allocator the gateway binary runs with (`dataplane/src/main.rs`), so the figures are its;
+/// `record_write` applies its settings (`tollgate::runtime::tune_allocator`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -442,6 +443,8 @@ fn bytes_under(dir: &std::path::Path) -> u64 {
 }
 
 fn record_write(c: &mut Criterion) {
+    // The gateway's allocator settings (`tollgate` calls this first thing in `main`).
+    tollgate::runtime::tune_allocator();
     let mut g = c.benchmark_group("record_write");
     g.measurement_time(Duration::from_secs(8));
     let workloads: [(&str, Vec<Event>); 2] = [

@@ -37,6 +37,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    tollgate::runtime::tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -8,6 +8,7 @@
 //! system calls of its event loop and fix a shard that parked with runnable tasks;
 //! `third_party/glommio/TOLLGATE-PATCHES.md` lists them with what each measured.
 
+mod alloc;
 mod limits;
 mod signal;
 mod split;
@@ -15,6 +16,7 @@ mod split;
 use std::future::Future;
 use std::time::Duration;
 
+pub use alloc::{purge_delay_ms, tune_allocator};
 pub use glommio::net::{TcpListener, TcpStream};
 pub use limits::{check_memlock, Error};
 pub use signal::{Phase, PhaseWatch, Shutdown, ShutdownSignal};
