@@ -515,9 +515,6 @@ impl Worker {
                 Ok(()) => {
                     self.retry_delay = FIRST_RETRY;
                     self.retry_at = None;
-                    if let Some(spare) = &mut self.spare {
-                        spare.recycle(sealed.batch);
-                    }
                 }
                 Err(e) => {
                     tracing::error!(

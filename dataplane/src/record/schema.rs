@@ -391,11 +391,6 @@ struct RowsColumn {
     /// that the offsets do not grow by doubling either (kept across `finish`).
     last_values: usize,
     last_rows: usize,
-    /// A written batch's text and value offsets, taken back by [`RowsColumn::recycle`]: the
-    /// next batch fills them instead of fresh memory (that the allocator had returned to the
-    /// kernel, so every page of it faulted in and was zeroed again).
-    spare_text: Vec<u8>,
-    spare_offsets: Vec<i64>,
 }
 
 impl Default for RowsColumn {
@@ -410,8 +405,6 @@ impl Default for RowsColumn {
             overflow: false,
             last_values: 0,
             last_rows: 0,
-            spare_text: Vec::new(),
-            spare_offsets: Vec::new(),
         }
     }
 }
@@ -422,12 +415,7 @@ impl RowsColumn {
         if self.text.capacity() == 0 && !text.is_empty() {
             // A batch is sealed at this much payload: reserving it once spares growing the
             // buffer by doubling (each step a copy of everything so far, into fresh pages).
-            self.text = std::mem::take(&mut self.spare_text);
             self.text.reserve(super::recorder::BATCH_BYTES + (64 << 10));
-            if self.value_offsets.len() == 1 && self.spare_offsets.capacity() > 1 {
-                self.value_offsets = std::mem::take(&mut self.spare_offsets);
-                self.value_offsets.push(0);
-            }
             self.value_offsets.reserve(self.last_values);
             self.row_offsets.reserve(self.last_rows);
         }
@@ -475,14 +463,10 @@ impl RowsColumn {
             result_offsets,
             mut result_valid,
             overflow,
-            spare_text,
-            spare_offsets,
             ..
         } = std::mem::take(self);
         self.last_values = value_offsets.len();
         self.last_rows = row_offsets.len();
-        self.spare_text = spare_text;
-        self.spare_offsets = spare_offsets;
         if overflow {
             return Err(ArrowError::InvalidArgumentError(
                 "result_rows: more than 2 Gi values or rows in one batch".into(),
@@ -508,35 +492,6 @@ impl RowsColumn {
             result_valid.finish(),
         )?;
         Ok(Arc::new(results))
-    }
-
-    /// Takes back the text and value offsets of a column [`RowsColumn::finish`] made, when
-    /// nothing else holds them any more (the batch was written and dropped); otherwise does
-    /// nothing.
-    fn recycle(&mut self, column: ArrayRef) {
-        let data = column.to_data();
-        drop(column);
-        let Some(values) = data
-            .child_data()
-            .first()
-            .and_then(|rows| rows.child_data().first())
-        else {
-            return;
-        };
-        let (Some(offsets), Some(text)) = (values.buffers().first(), values.buffers().get(1))
-        else {
-            return;
-        };
-        let (offsets, text) = (offsets.clone(), text.clone());
-        drop(data);
-        if let Ok(mut text) = text.into_vec::<u8>() {
-            text.clear();
-            self.spare_text = text;
-        }
-        if let Ok(mut offsets) = offsets.into_vec::<i64>() {
-            offsets.clear();
-            self.spare_offsets = offsets;
-        }
     }
 }
 
@@ -730,17 +685,6 @@ impl BatchBuilder {
         }
     }
 
-    /// Hands back the memory of a batch this builder made, once written: see
-    /// [`RowsColumn::recycle`]. A batch still referenced elsewhere is simply dropped.
-    pub(crate) fn recycle(&mut self, batch: RecordBatch) {
-        let Some(index) = batch.schema().index_of("result_rows").ok() else {
-            return;
-        };
-        let column = Arc::clone(batch.column(index));
-        drop(batch);
-        self.result_rows.recycle(column);
-    }
-
     /// The rows appended so far as one record batch; the builder is empty afterwards.
     pub(crate) fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         self.rows_in_batch = 0;
@@ -872,10 +816,10 @@ mod tests {
             .collect()
     }
 
-    /// A written batch's rows memory goes to the next batch, which still holds its own rows;
-    /// a batch still referenced elsewhere keeps its memory.
+    /// The recorder keeps one builder from batch to batch: a batch built after `finish` is
+    /// the batch a new builder makes of the same events.
     #[test]
-    fn a_written_batch_lends_its_rows_memory_to_the_next() {
+    fn a_builder_reused_after_finish_builds_what_a_new_one_builds() {
         let s = Arc::new(SessionMeta {
             id: "s1".into(),
             principal: "alice".into(),
@@ -890,13 +834,8 @@ mod tests {
         rows.push_value(Some("bob"));
         rows.push_value(Some(""));
         rows.end_row();
-        let mut b = BatchBuilder::default();
-        let first = batch_of(&mut b, &s, &rows);
-        let text_of = |batch: &RecordBatch| {
-            let results = batch.column_by_name("result_rows").unwrap().to_data();
-            results.child_data()[0].child_data()[0].buffers()[1].as_ptr()
-        };
-        let first_text = text_of(&first);
+        let mut reused = BatchBuilder::default();
+        let first = batch_of(&mut reused, &s, &rows);
         let expected = rows_text(&first);
         assert_eq!(expected.len(), 3);
         assert_eq!(
@@ -906,22 +845,8 @@ mod tests {
                 vec![Some("bob".to_owned()), Some(String::new())]
             ]
         );
-
-        b.recycle(first);
-        let second = batch_of(&mut b, &s, &rows);
-        assert_eq!(
-            text_of(&second),
-            first_text,
-            "the second batch writes into the first one's text"
-        );
+        let second = batch_of(&mut reused, &s, &rows);
+        assert_eq!(second, batch_of(&mut BatchBuilder::default(), &s, &rows));
         assert_eq!(rows_text(&second), expected);
-
-        // Still referenced: not taken back, and the holder's rows stay as they were.
-        let held = second.clone();
-        b.recycle(second);
-        let third = batch_of(&mut b, &s, &rows);
-        assert_ne!(text_of(&third), text_of(&held));
-        assert_eq!(rows_text(&held), expected);
-        assert_eq!(rows_text(&third), expected);
     }
 }
