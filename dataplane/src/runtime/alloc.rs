@@ -17,7 +17,7 @@ use std::ffi::c_long;
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// How long freed memory stays with the process before it goes back to the kernel.
-pub const PURGE_DELAY_MS: c_long = 10_000;
+const PURGE_DELAY_MS: c_long = 10_000;
 
 /// Applies the gateway's allocator settings. Call it first thing in `main`. An explicit
 /// `MIMALLOC_PURGE_DELAY` in the environment wins.
@@ -29,15 +29,15 @@ pub fn tune_allocator() {
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS) }
 }
 
-/// The purge delay mimalloc now uses, in milliseconds.
-pub fn purge_delay_ms() -> c_long {
-    // SAFETY: reading an option is a load from mimalloc's option table.
-    unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The purge delay mimalloc now uses, in milliseconds.
+    fn purge_delay_ms() -> c_long {
+        // SAFETY: reading an option is a load from mimalloc's option table.
+        unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) }
+    }
 
     #[test]
     fn the_purge_delay_is_the_option_we_mean() {

@@ -16,7 +16,7 @@ mod split;
 use std::future::Future;
 use std::time::Duration;
 
-pub use alloc::{purge_delay_ms, tune_allocator};
+pub use alloc::tune_allocator;
 pub use glommio::net::{TcpListener, TcpStream};
 pub use limits::{check_memlock, Error};
 pub use signal::{Phase, PhaseWatch, Shutdown, ShutdownSignal};
