@@ -12,8 +12,10 @@
 //!   far as it slows the recorder's core); after each workload the same figure over all
 //!   samples (steadier than criterion's, whose samples scatter with the batch each one happens
 //!   to write) and the wall-clock figure are printed. `pgbench` is pgbench's TPC-B-like
-//!   transaction (7 statements, each with a small result); `rows_8KiB` is a select whose result
-//!   carries 8 KiB of customer-like rows. Target: ≥ 200 MB/s.
+//!   transaction (7 statements, each with a small result); `select_simple` is `pgbench -S -M
+//!   simple -c 8` (eight sessions taking turns, one-row results), the load test's recording
+//!   scenario; `rows_8KiB` is a select whose result carries 8 KiB of customer-like rows.
+//!   Target: ≥ 200 MB/s. The summary line also gives the recorder's CPU time per event.
 //!
 //! Each workload runs through a recorder of its own and reports the archive's size against the
 //! payload; `RECORD_BENCH_ZSTD_LEVELS=1,-3,9` repeats each at those zstd levels (`[record]
@@ -195,6 +197,47 @@ fn pgbench_events(transactions: u64) -> Vec<Event> {
             seq += 2;
             id += 1;
         }
+    }
+    out
+}
+
+/// `pgbench -S -M simple -c 8` as the load test's recording scenario sees it: eight sessions
+/// taking turns, each statement a simple query with its literal inlined (so every text differs),
+/// an allowed decision from the shard's cache, and a one-row, one-column result.
+fn select_simple_events(transactions: u64) -> Vec<Event> {
+    const SESSIONS: u64 = 8;
+    let d = decision(
+        "SELECT abalance FROM pgbench_accounts WHERE aid = ?",
+        "pgbench_accounts",
+    );
+    let sessions: Vec<Arc<SessionMeta>> = (0..SESSIONS).map(|k| meta(16 + k)).collect();
+    let mut seq = vec![0u64; SESSIONS as usize];
+    let mut out = Vec::new();
+    let mut x: u64 = 88_172_645_463_325_252;
+    for t in 0..transactions {
+        let k = (t % SESSIONS) as usize;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let text: Arc<str> = format!(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = {};",
+            1 + x % 1_000_000
+        )
+        .into();
+        let (s, n) = (&sessions[k], seq[k]);
+        out.push(statement(s, n, n / 2, &text, vec![], &d));
+        let mut rows = Vec::new();
+        data_row(&mut rows, &[(x % 10_000).to_string().as_bytes()]);
+        out.push(result(
+            s,
+            n + 1,
+            n / 2,
+            "SELECT 1",
+            vec![text_column("abalance", 23)],
+            rows,
+            1,
+        ));
+        seq[k] += 2;
     }
     out
 }
@@ -447,8 +490,9 @@ fn record_write(c: &mut Criterion) {
     tollgate::runtime::tune_allocator();
     let mut g = c.benchmark_group("record_write");
     g.measurement_time(Duration::from_secs(8));
-    let workloads: [(&str, Vec<Event>); 2] = [
+    let workloads: [(&str, Vec<Event>); 3] = [
         ("pgbench", pgbench_events(500)),
+        ("select_simple", select_simple_events(4000)),
         ("rows_8KiB", rows_8k_events(100)),
     ];
     let levels = zstd_levels();
@@ -491,6 +535,7 @@ fn write_workload(
     let mut wall = Duration::ZERO;
     let mut cpu = Duration::ZERO;
     let mut bytes_total = 0u64;
+    let mut events_total = 0u64;
     let id = if level == 1 {
         format!("{} events", events.len())
     } else {
@@ -501,12 +546,27 @@ fn write_workload(
         b.iter_custom(|iters| {
             let mut all = Vec::with_capacity(events.len() * iters as usize);
             bytes_total += payload(events) * iters;
+            events_total += events.len() as u64 * iters;
             for _ in 0..iters {
                 round += 1;
-                let s = meta(round << 8);
-                all.extend(events.iter().map(|e| Event {
-                    session: s.clone(),
-                    ..e.clone()
+                // The template's sessions (told apart by the low byte of their ids), each
+                // under a new id.
+                let mut renamed: Vec<(usize, Arc<SessionMeta>)> = Vec::new();
+                all.extend(events.iter().map(|e| {
+                    let from = Arc::as_ptr(&e.session) as usize;
+                    let session = match renamed.iter().find(|(p, _)| *p == from) {
+                        Some((_, s)) => s.clone(),
+                        None => {
+                            let low = u64::from_str_radix(&e.session.id, 16).unwrap_or(0) & 0xff;
+                            let s = meta((round << 8) | low);
+                            renamed.push((from, s.clone()));
+                            s
+                        }
+                    };
+                    Event {
+                        session,
+                        ..e.clone()
+                    }
                 }));
             }
             let (start, before) = (Instant::now(), recorder_cpu_ns());
@@ -527,16 +587,20 @@ fn write_workload(
         })
     });
     rec.shutdown();
+    if events_total == 0 {
+        return; // filtered out
+    }
     let on_disk = bytes_under(dir.path());
     // A sample's CPU time includes the batch that an earlier sample left unwritten, so
     // single samples scatter; the total over every sample (warm-up included) does not.
     eprintln!(
         "record_write/{name} (zstd {level}): {:.1} MB/s per CPU-second of the recorder thread \
-         over all samples ({:.0} MB in {:.2} s), wall-clock {:.1} MB/s; archive {:.1} MB, \
-         payload/archive {:.2}",
+         over all samples ({:.0} MB in {:.2} s; {:.2} µs per event), wall-clock {:.1} MB/s; \
+         archive {:.1} MB, payload/archive {:.2}",
         bytes_total as f64 / cpu.as_secs_f64().max(1e-9) / 1e6,
         bytes_total as f64 / 1e6,
         cpu.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / (events_total as f64).max(1.0),
         bytes_total as f64 / wall.as_secs_f64().max(1e-9) / 1e6,
         on_disk as f64 / 1e6,
         bytes_total as f64 / (on_disk as f64).max(1.0)

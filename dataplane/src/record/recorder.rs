@@ -302,7 +302,8 @@ struct Link {
 /// A batch waiting to be written to its hour's file.
 struct Sealed {
     hour: Hour,
-    batch: RecordBatch,
+    /// The batch as its parts, one per kind of event.
+    batch: Vec<RecordBatch>,
     /// Its payload (see [`BatchBuilder::payload`]).
     payload: usize,
 }
@@ -342,6 +343,12 @@ struct Worker {
     retry_delay: Duration,
     retry_at: Option<Instant>,
     next_housekeeping: Instant,
+}
+
+impl Sealed {
+    fn events(&self) -> usize {
+        self.batch.iter().map(RecordBatch::num_rows).sum()
+    }
 }
 
 impl Worker {
@@ -522,7 +529,7 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::error!(
-                        error = %e, events = sealed.batch.num_rows(), retry_in = ?self.retry_delay,
+                        error = %e, events = sealed.events(), retry_in = ?self.retry_delay,
                         "record: cannot write recorded events; holding them back and retrying"
                     );
                     self.unwritten.push_front(sealed);
@@ -653,7 +660,7 @@ impl Worker {
             }
             std::thread::sleep(self.retry_delay.min(Duration::from_millis(500)));
         }
-        let lost: usize = self.unwritten.iter().map(|s| s.batch.num_rows()).sum();
+        let lost: usize = self.unwritten.iter().map(Sealed::events).sum();
         if lost > 0 {
             tracing::error!(
                 events = lost,

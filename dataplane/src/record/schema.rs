@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
+use arrow::array::{new_null_array, ArrayBuilder, NullBufferBuilder};
 use arrow::array::{
     Array, ArrayRef, BooleanBuilder, DictionaryArray, FixedSizeBinaryBuilder, Int32Array,
     Int32Builder, LargeStringArray, LargeStringBuilder, ListArray, ListBuilder, RecordBatch,
     StringArray, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
 };
-use arrow::array::{ArrayBuilder, NullBufferBuilder};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
@@ -237,25 +237,48 @@ fn dictionary(keys: Int32Array, values: StringArray) -> Result<ArrayRef, ArrowEr
 }
 
 /// Accumulates events as rows of [`batch_schema`] (that is, of [`schema`]).
+///
+/// A batch lists its events by kind: connects, then statements, results, approvals and
+/// disconnects, each kind in the order its events came (readers order by `session_id` and
+/// `seq`, or `at`; `tollctl` does). Grouped so, the columns that belong to one kind hold one run
+/// of values with nulls before and after it, where in arrival order they alternated between
+/// value and null from row to row: an event appends only to its own kind's columns, the other
+/// kinds' columns are made null all at once at [`BatchBuilder::finish`], and Parquet encodes the
+/// runs of nulls as runs.
 pub(crate) struct BatchBuilder {
     rows_in_batch: usize,
     payload: usize,
 
     /// Sessions of the batch: one key for `session_id`, `principal`, `connection` and
-    /// `protocol`, whose dictionaries hold each session's values in key order.
+    /// `protocol`, whose dictionaries hold each session's values in key order (shared by the
+    /// kinds' rows).
     sessions: ByAddress<SessionMeta>,
-    session_keys: Vec<i32>,
     session_id: StringBuilder,
     principal: StringBuilder,
     connection: StringBuilder,
     protocol: StringBuilder,
+    /// `instance` is the same for every event of a recorder: a new value only when it differs
+    /// from the last one appended.
+    instance: StringBuilder,
+    /// Decisions of the batch: one key (null without a decision) for `fingerprint`, `action`
+    /// and `reason`.
+    decisions: ByAddress<DecisionInfo>,
+    fingerprint: StringBuilder,
+    action: StringBuilder,
+    reason: StringBuilder,
+
+    /// The rows of each kind, in the order of [`KINDS`].
+    kinds: [KindRows; 5],
+}
+
+/// The rows of one kind of event. Only the columns every event has and the kind's own are
+/// appended to; the others stay empty and are filled with nulls at [`KindRows::finish`].
+struct KindRows {
+    len: usize,
+    session_keys: Vec<i32>,
     seq: UInt64Builder,
     at: TimestampMicrosecondBuilder,
-    kind_keys: Vec<i32>,
-    /// `instance` is the same for every event of a recorder: a new key only when it differs
-    /// from the last value appended.
     instance_keys: Vec<i32>,
-    instance: StringBuilder,
     groups: ListBuilder<StringBuilder>,
 
     client_addr: StringBuilder,
@@ -268,13 +291,7 @@ pub(crate) struct BatchBuilder {
     statement: LargeStringBuilder,
     params: ListBuilder<LargeStringBuilder>,
     fingerprint_hash: UInt64Builder,
-    /// Decisions of the batch: one key (null without a decision) for `fingerprint`, `action`
-    /// and `reason`.
-    decisions: ByAddress<DecisionInfo>,
     decision_keys: Int32Builder,
-    fingerprint: StringBuilder,
-    action: StringBuilder,
-    reason: StringBuilder,
     rules: ListBuilder<StringBuilder>,
     tables: ListBuilder<StringBuilder>,
 
@@ -310,23 +327,35 @@ pub(crate) struct BatchBuilder {
 
 impl Default for BatchBuilder {
     fn default() -> Self {
-        let s = StringBuilder::new;
-        let u = UInt64Builder::new;
-        let l = || ListBuilder::new(StringBuilder::new());
         BatchBuilder {
             rows_in_batch: 0,
             payload: 0,
             sessions: ByAddress::default(),
+            session_id: StringBuilder::new(),
+            principal: StringBuilder::new(),
+            connection: StringBuilder::new(),
+            protocol: StringBuilder::new(),
+            instance: StringBuilder::new(),
+            decisions: ByAddress::default(),
+            fingerprint: StringBuilder::new(),
+            action: StringBuilder::new(),
+            reason: StringBuilder::new(),
+            kinds: std::array::from_fn(|_| KindRows::new()),
+        }
+    }
+}
+
+impl KindRows {
+    fn new() -> Self {
+        let s = StringBuilder::new;
+        let u = UInt64Builder::new;
+        let l = || ListBuilder::new(StringBuilder::new());
+        KindRows {
+            len: 0,
             session_keys: Vec::new(),
-            session_id: s(),
-            principal: s(),
-            connection: s(),
-            protocol: s(),
             seq: u(),
             at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
-            kind_keys: Vec::new(),
             instance_keys: Vec::new(),
-            instance: s(),
             groups: l(),
             client_addr: s(),
             application_name: s(),
@@ -336,11 +365,7 @@ impl Default for BatchBuilder {
             statement: LargeStringBuilder::new(),
             params: ListBuilder::new(LargeStringBuilder::new()),
             fingerprint_hash: u(),
-            decisions: ByAddress::default(),
             decision_keys: Int32Builder::new(),
-            fingerprint: s(),
-            action: s(),
-            reason: s(),
             rules: l(),
             tables: l(),
             rows: u(),
@@ -525,17 +550,13 @@ impl BatchBuilder {
         self.rows_in_batch += 1;
         self.payload += 256;
         let s = &e.session;
-        let (key, new) = self.sessions.key(s);
+        let (session_key, new) = self.sessions.key(s);
         if new {
             self.session_id.append_value(&s.id);
             self.principal.append_value(&s.principal);
             self.connection.append_value(&s.connection);
             self.protocol.append_value(&s.protocol);
         }
-        self.session_keys.push(key);
-        self.seq.append_value(e.seq);
-        self.at.append_value(e.at_us);
-        self.kind_keys.push(kind_key(&e.body));
         let last_instance = match self.instance.offsets_slice() {
             [.., start, end] => self
                 .instance
@@ -546,45 +567,33 @@ impl BatchBuilder {
         if last_instance != Some(instance.as_bytes()) {
             self.instance.append_value(instance);
         }
-        self.instance_keys
-            .push(i32::try_from(self.instance.len() - 1).unwrap_or(i32::MAX));
-        push_strs(&mut self.groups, &s.groups);
+        let instance_key = i32::try_from(self.instance.len() - 1).unwrap_or(i32::MAX);
 
-        let (mut connect, mut statement, mut result, mut approval, mut disconnect) =
-            (None, None, None, None, None);
+        let k = &mut self.kinds[kind_key(&e.body) as usize];
+        k.len += 1;
+        k.session_keys.push(session_key);
+        k.seq.append_value(e.seq);
+        k.at.append_value(e.at_us);
+        k.instance_keys.push(instance_key);
+        push_strs(&mut k.groups, &s.groups);
+
         match &e.body {
-            Body::Connect(c) => connect = Some(c),
-            Body::Statement(st) => statement = Some(st),
-            Body::Result(r) => result = Some(r),
-            Body::Approval(a) => approval = Some(a),
-            Body::Disconnect(d) => disconnect = Some(d),
-        }
-
-        self.client_addr
-            .append_option(connect.map(|c| &c.client_addr));
-        self.application_name
-            .append_option(connect.map(|c| &c.application_name));
-        self.tls.append_option(connect.map(|c| c.tls));
-        self.principal_kind
-            .append_option(connect.map(|c| &c.principal_kind));
-
-        self.statement_id.append_option(
-            statement
-                .map(|st| st.statement_id)
-                .or(result.map(|r| r.statement_id))
-                .or(approval.map(|a| a.statement_id)),
-        );
-
-        match statement {
-            Some(st) => {
+            Body::Connect(c) => {
+                k.client_addr.append_value(&c.client_addr);
+                k.application_name.append_value(&c.application_name);
+                k.tls.append_value(c.tls);
+                k.principal_kind.append_value(&c.principal_kind);
+            }
+            Body::Statement(st) => {
+                k.statement_id.append_value(st.statement_id);
                 self.payload += st.text.len();
-                self.statement.append_value(&st.text);
+                k.statement.append_value(&st.text);
                 for p in &st.params {
                     self.payload += p.as_ref().map_or(0, String::len);
-                    self.params.values().append_option(p.as_ref());
+                    k.params.values().append_option(p.as_ref());
                 }
-                self.params.append(true);
-                self.fingerprint_hash.append_value(st.fingerprint_hash);
+                k.params.append(true);
+                k.fingerprint_hash.append_value(st.fingerprint_hash);
                 match &st.decision {
                     Some(d) => {
                         self.payload += d.fingerprint.len();
@@ -594,120 +603,136 @@ impl BatchBuilder {
                             self.action.append_value(&d.action);
                             self.reason.append_value(&d.reason);
                         }
-                        self.decision_keys.append_value(key);
-                        push_strs(&mut self.rules, &d.rules);
-                        push_strs(&mut self.tables, &d.tables);
+                        k.decision_keys.append_value(key);
+                        push_strs(&mut k.rules, &d.rules);
+                        push_strs(&mut k.tables, &d.tables);
                     }
                     None => {
-                        self.decision_keys.append_null();
-                        self.rules.append_null();
-                        self.tables.append_null();
+                        k.decision_keys.append_null();
+                        k.rules.append_null();
+                        k.tables.append_null();
                     }
                 }
             }
-            None => {
-                self.statement.append_null();
-                self.params.append_null();
-                self.fingerprint_hash.append_null();
-                self.decision_keys.append_null();
-                self.rules.append_null();
-                self.tables.append_null();
-            }
-        }
-
-        match result {
-            Some(r) => {
+            Body::Result(r) => {
+                k.statement_id.append_value(r.statement_id);
                 self.payload += rows.text_len() + 5 * rows.len();
-                self.rows.append_value(r.rows);
-                self.bytes.append_value(r.bytes);
-                self.duration_us.append_value(r.duration_us);
-                self.command_tag.append_option(r.command_tag.as_ref());
-                self.sqlstate.append_option(r.sqlstate.as_ref());
-                self.error.append_option(r.error.as_ref());
+                k.rows.append_value(r.rows);
+                k.bytes.append_value(r.bytes);
+                k.duration_us.append_value(r.duration_us);
+                k.command_tag.append_option(r.command_tag.as_ref());
+                k.sqlstate.append_option(r.sqlstate.as_ref());
+                k.error.append_option(r.error.as_ref());
                 for c in &r.columns {
-                    self.result_columns.values().append_value(&c.name);
-                    self.result_column_types.values().append_value(c.type_id);
-                    self.result_column_binary.values().append_value(c.binary);
+                    k.result_columns.values().append_value(&c.name);
+                    k.result_column_types.values().append_value(c.type_id);
+                    k.result_column_binary.values().append_value(c.binary);
                 }
-                self.result_columns.append(true);
-                self.result_column_types.append(true);
-                self.result_column_binary.append(true);
-                self.rows_encoding
+                k.result_columns.append(true);
+                k.result_column_types.append(true);
+                k.result_column_binary.append(true);
+                k.rows_encoding
                     .append_value(rows_encoding_name(r.rows_encoding));
-                self.result_rows.append(rows);
-                self.rows_error.append_option(rows.error.as_ref());
-                self.kept_rows.append_value(r.kept_rows);
-                self.truncated.append_value(r.truncated);
+                k.result_rows.append(rows);
+                k.rows_error.append_option(rows.error.as_ref());
+                k.kept_rows.append_value(r.kept_rows);
+                k.truncated.append_value(r.truncated);
             }
-            None => {
-                self.rows.append_null();
-                self.bytes.append_null();
-                self.duration_us.append_null();
-                self.command_tag.append_null();
-                self.sqlstate.append_null();
-                self.error.append_null();
-                self.result_columns.append_null();
-                self.result_column_types.append_null();
-                self.result_column_binary.append_null();
-                self.rows_encoding.append_null();
-                self.result_rows.append_null();
-                self.rows_error.append_null();
-                self.kept_rows.append_null();
-                self.truncated.append_null();
+            Body::Approval(a) => {
+                k.statement_id.append_value(a.statement_id);
+                k.request_id.append_value(&a.request_id);
+                k.outcome.append_value(&a.outcome);
+                k.approver.append_option(a.approver.as_ref());
+            }
+            Body::Disconnect(d) => {
+                k.disconnect_reason.append_value(&d.reason);
+                k.statements.append_value(d.statements);
+                k.denied.append_value(d.denied);
+                k.bytes_from_client.append_value(d.bytes_from_client);
+                k.bytes_to_client.append_value(d.bytes_to_client);
+                k.session_duration_us.append_value(d.duration_us);
             }
         }
-
-        self.request_id
-            .append_option(approval.map(|a| &a.request_id));
-        self.outcome.append_option(approval.map(|a| &a.outcome));
-        self.approver
-            .append_option(approval.and_then(|a| a.approver.as_ref()));
-
-        self.disconnect_reason
-            .append_option(disconnect.map(|d| &d.reason));
-        self.statements
-            .append_option(disconnect.map(|d| d.statements));
-        self.denied.append_option(disconnect.map(|d| d.denied));
-        self.bytes_from_client
-            .append_option(disconnect.map(|d| d.bytes_from_client));
-        self.bytes_to_client
-            .append_option(disconnect.map(|d| d.bytes_to_client));
-        self.session_duration_us
-            .append_option(disconnect.map(|d| d.duration_us));
 
         // A 32-byte value always fits a 32-byte column; were it refused, the null would be
         // caught by `finish` (the column is not nullable) rather than shift the rows.
-        if self.prev_hash.append_value(prev).is_err() {
-            self.prev_hash.append_null();
+        if k.prev_hash.append_value(prev).is_err() {
+            k.prev_hash.append_null();
         }
-        if self.hash.append_value(hash).is_err() {
-            self.hash.append_null();
+        if k.hash.append_value(hash).is_err() {
+            k.hash.append_null();
         }
     }
 
-    /// The rows appended so far as one record batch; the builder is empty afterwards.
-    pub(crate) fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+    /// The rows appended so far as record batches, one per kind that has events, in the
+    /// order of [`KINDS`] (written one after the other, they make the batch's rows grouped by
+    /// kind); the builder is empty afterwards.
+    pub(crate) fn finish(&mut self) -> Result<Vec<RecordBatch>, ArrowError> {
         self.rows_in_batch = 0;
         self.payload = 0;
+        self.sessions.clear();
+        self.decisions.clear();
+        let shared = Dictionaries {
+            kind: StringArray::from(KINDS.to_vec()),
+            instance: self.instance.finish(),
+            session_id: self.session_id.finish(),
+            principal: self.principal.finish(),
+            connection: self.connection.finish(),
+            protocol: self.protocol.finish(),
+            fingerprint: self.fingerprint.finish(),
+            action: self.action.finish(),
+            reason: self.reason.finish(),
+        };
+        let schema = batch_schema();
+        let mut parts = Vec::with_capacity(KINDS.len());
+        for (kind, rows) in (0..).zip(self.kinds.iter_mut()) {
+            if rows.len > 0 {
+                parts.push(rows.finish(kind, &shared, &schema)?);
+            }
+        }
+        Ok(parts)
+    }
+}
+
+/// The dictionaries' values of a batch, shared by the rows of every kind.
+struct Dictionaries {
+    kind: StringArray,
+    instance: StringArray,
+    session_id: StringArray,
+    principal: StringArray,
+    connection: StringArray,
+    protocol: StringArray,
+    fingerprint: StringArray,
+    action: StringArray,
+    reason: StringArray,
+}
+
+impl KindRows {
+    /// This kind's rows as a batch of `schema`, the builders empty afterwards. The columns of
+    /// other kinds, never appended to, are null.
+    fn finish(
+        &mut self,
+        kind: i32,
+        d: &Dictionaries,
+        schema: &SchemaRef,
+    ) -> Result<RecordBatch, ArrowError> {
+        let n = std::mem::take(&mut self.len);
         // Keys are below their dictionaries' lengths by construction; `try_new` checks.
         let session_keys = Int32Array::from(std::mem::take(&mut self.session_keys));
         let decision_keys = self.decision_keys.finish();
-        let kinds = StringArray::from(KINDS.to_vec());
-        self.sessions.clear();
-        self.decisions.clear();
-        let columns: Vec<ArrayRef> = vec![
-            dictionary(session_keys.clone(), self.session_id.finish())?,
+        let mut columns: Vec<ArrayRef> = vec![
+            dictionary(session_keys.clone(), d.session_id.clone())?,
             Arc::new(self.seq.finish()),
             Arc::new(self.at.finish()),
-            dictionary(Int32Array::from(std::mem::take(&mut self.kind_keys)), kinds)?,
+            dictionary(Int32Array::from(vec![kind; n]), d.kind.clone())?,
             dictionary(
                 Int32Array::from(std::mem::take(&mut self.instance_keys)),
-                self.instance.finish(),
+                d.instance.clone(),
             )?,
-            dictionary(session_keys.clone(), self.principal.finish())?,
+            dictionary(session_keys.clone(), d.principal.clone())?,
             Arc::new(self.groups.finish()),
-            dictionary(session_keys.clone(), self.connection.finish())?,
-            dictionary(session_keys, self.protocol.finish())?,
+            dictionary(session_keys.clone(), d.connection.clone())?,
+            dictionary(session_keys, d.protocol.clone())?,
             Arc::new(self.client_addr.finish()),
             Arc::new(self.application_name.finish()),
             Arc::new(self.tls.finish()),
@@ -716,10 +741,10 @@ impl BatchBuilder {
             Arc::new(self.statement.finish()),
             Arc::new(self.params.finish()),
             Arc::new(self.fingerprint_hash.finish()),
-            dictionary(decision_keys.clone(), self.fingerprint.finish())?,
-            dictionary(decision_keys.clone(), self.action.finish())?,
+            dictionary(decision_keys.clone(), d.fingerprint.clone())?,
+            dictionary(decision_keys.clone(), d.action.clone())?,
             Arc::new(self.rules.finish()),
-            dictionary(decision_keys, self.reason.finish())?,
+            dictionary(decision_keys, d.reason.clone())?,
             Arc::new(self.tables.finish()),
             Arc::new(self.rows.finish()),
             Arc::new(self.bytes.finish()),
@@ -747,7 +772,14 @@ impl BatchBuilder {
             Arc::new(self.prev_hash.finish()),
             Arc::new(self.hash.finish()),
         ];
-        RecordBatch::try_new(batch_schema(), columns)
+        // Every event appends to the columns all events have and to its kind's own; a column
+        // left empty belongs to another kind.
+        for (column, field) in columns.iter_mut().zip(schema.fields()) {
+            if column.is_empty() && n > 0 {
+                *column = new_null_array(field.data_type(), n);
+            }
+        }
+        RecordBatch::try_new(schema.clone(), columns)
     }
 }
 
@@ -789,7 +821,9 @@ mod tests {
                 &[1; HASH_LEN],
             );
         }
-        b.finish().unwrap()
+        let mut parts = b.finish().unwrap();
+        assert_eq!(parts.len(), 1, "one kind, one part");
+        parts.remove(0)
     }
 
     fn rows_text(batch: &RecordBatch) -> Vec<Vec<Vec<Option<String>>>> {

@@ -263,8 +263,16 @@ fn push_all(q: &ShardQueue, events: impl IntoIterator<Item = Event>) {
     }
 }
 
+/// The events read back, in each session's order (a batch lists its events by kind, so files
+/// hold a session's events in seq order only within a kind).
 fn events_of(recorded: &[Recorded]) -> Vec<Event> {
-    recorded.iter().map(|r| r.event.clone()).collect()
+    in_session_order(recorded.iter().map(|r| r.event.clone()).collect())
+}
+
+/// `events` ordered by session id, then seq.
+fn in_session_order(mut events: Vec<Event>) -> Vec<Event> {
+    events.sort_by(|a, b| (&a.session.id, a.seq).cmp(&(&b.session.id, b.seq)));
+    events
 }
 
 /// Every file under `dir` with its state, relative path and all.
@@ -299,10 +307,12 @@ fn rewrite(path: &Path, edit: impl FnOnce(&mut Vec<Recorded>)) {
         }
         b.append(&r.instance, &r.event, &rows, &r.prev_hash, &r.hash);
     }
-    let batch = b.finish().unwrap();
+    let parts = b.finish().unwrap();
     let file = std::fs::File::create(path).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(file, schema(), None).unwrap();
-    w.write(&batch).unwrap();
+    for part in &parts {
+        w.write(part).unwrap();
+    }
     w.close().unwrap();
 }
 
@@ -417,7 +427,10 @@ fn files_rotate_by_size_and_every_one_is_complete() {
         // A file ends at the first batch that takes it past the limit.
         assert!(len < (1 << 20) + (9 << 20), "{f:?} is {len} bytes");
     }
-    assert_eq!(events_of(&read(dir.path()).unwrap()), pushed);
+    assert_eq!(
+        events_of(&read(dir.path()).unwrap()),
+        in_session_order(pushed)
+    );
     let report = verify(dir.path());
     assert!(report.is_clean() && report.open.is_empty(), "{report}");
 }
@@ -442,7 +455,10 @@ fn files_rotate_by_time() {
             PathBuf::from("date=2024-05-01/hour=12/gw1-00000002.parquet"),
         ]
     );
-    assert_eq!(events_of(&read(dir.path()).unwrap()), events);
+    assert_eq!(
+        events_of(&read(dir.path()).unwrap()),
+        in_session_order(events)
+    );
     assert!(verify(dir.path()).is_clean());
 }
 
@@ -562,7 +578,10 @@ fn recovery_ignores_a_torn_last_frame() {
     std::fs::write(&wal, &bytes[..first_frame_end + 40]).unwrap();
 
     recover_into_the_first_file(&cfg, dir.path());
-    assert_eq!(events_of(&read(dir.path()).unwrap()), events[..3].to_vec());
+    assert_eq!(
+        events_of(&read(dir.path()).unwrap()),
+        in_session_order(events[..3].to_vec())
+    );
 }
 
 /// Pushes two results of 9 MiB of rows in one session (each closes a row group, made
@@ -658,7 +677,7 @@ fn a_killed_recorder_keeps_its_checkpointed_row_groups_without_rewriting_them() 
     let complete = std::fs::read(&paths.complete).unwrap();
     assert_eq!(complete[..end], partial[..end]);
     assert!(complete.len() - end < 64 * 1024, "{}", complete.len() - end);
-    assert!(events_of(&read(dir.path()).unwrap()) == pushed);
+    assert!(events_of(&read(dir.path()).unwrap()) == in_session_order(pushed.clone()));
     let report = verify(dir.path());
     assert!(report.is_clean(), "{report}");
 }
@@ -674,7 +693,7 @@ fn a_killed_recorder_keeps_the_batches_logged_after_its_last_checkpoint() {
 
     recover_into_the_first_file(&cfg, dir.path());
     assert!(!paths.rebuild.exists());
-    assert!(events_of(&read(dir.path()).unwrap()) == pushed);
+    assert!(events_of(&read(dir.path()).unwrap()) == in_session_order(pushed.clone()));
     let report = verify(dir.path());
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.open.len(), 2, "{report}");
@@ -714,7 +733,7 @@ fn a_checkpoint_needs_nothing_that_a_kill_would_lose() {
     assert!(std::fs::metadata(&copy.partial).unwrap().len() >= checkpoints[0].0);
     recover::recover(&copy, ZstdLevel::default()).unwrap();
     assert!(!copy.rebuild.exists());
-    assert!(events_of(&read_file(&copy.complete).unwrap()) == events);
+    assert!(events_of(&read_file(&copy.complete).unwrap()) == in_session_order(events.clone()));
     drop(file);
 }
 
@@ -766,7 +785,7 @@ fn a_file_of_many_row_groups_closes_and_reads_back() {
     let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
     let groups = parquet::file::reader::FileReader::metadata(&reader).num_row_groups();
     assert!(groups >= 3, "{groups} row groups");
-    assert!(events_of(&read(dir.path()).unwrap()) == pushed);
+    assert!(events_of(&read(dir.path()).unwrap()) == in_session_order(pushed.clone()));
     let report = verify(dir.path());
     assert!(report.is_clean() && report.open.is_empty(), "{report}");
 }
@@ -925,6 +944,58 @@ fn verify_reports_unreadable_files() {
     assert!(report.to_string().contains("unreadable: "));
 }
 
+/// A batch lists its events by kind, so each kind's columns are long runs of values and of
+/// nulls (which the Parquet patch null-runs encodes 64 rows at a time): hundreds of events of
+/// every kind in one file read back as pushed, and their chains hold.
+#[test]
+fn many_events_of_every_kind_read_back_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.flush_interval_ms = 60_000; // one batch, sealed at shutdown
+    let rec = Recorder::start(&cfg, 1).unwrap();
+    let mut pushed: Vec<Event> = (0..120)
+        .flat_map(|i| session(&format!("s{i:03}"), T0 + i * 10))
+        .collect();
+    // A session of 100 decided statements and one without a decision: a run of valid
+    // decision keys longer than 64 rows, then a null.
+    let template = session("long", T0);
+    let with_decision = template
+        .iter()
+        .find(|e| matches!(&e.body, Body::Statement(st) if st.decision.is_some()))
+        .unwrap()
+        .clone();
+    let mut long = vec![template[0].clone()];
+    for seq in 1..=101u64 {
+        let mut e = with_decision.clone();
+        e.seq = seq;
+        if let Body::Statement(st) = &mut e.body {
+            st.statement_id = seq - 1;
+            if seq == 101 {
+                st.decision = None;
+            }
+        }
+        long.push(e);
+    }
+    long.push(disconnect(&template[0].session, 102, T0 + 5));
+    pushed.extend(long);
+    push_all(&rec.shard(0), pushed.clone());
+    rec.shutdown();
+    assert_eq!(complete_files(dir.path()).len(), 1);
+    let got = read(dir.path()).unwrap();
+    let kinds: Vec<&str> = got.iter().map(|r| r.event.body.kind()).collect();
+    let mut grouped = kinds.clone();
+    grouped.sort_by_key(|k| {
+        ["connect", "statement", "result", "approval", "disconnect"]
+            .iter()
+            .position(|x| x == k)
+    });
+    assert_eq!(kinds, grouped, "rows grouped by kind");
+    assert_eq!(events_of(&got), in_session_order(pushed));
+    let report = verify(dir.path());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.events, 120 * 9 + 103);
+}
+
 #[test]
 fn a_full_queue_refuses_without_losing_the_event() {
     let (q, rx) = channel(2, 100);
@@ -1008,7 +1079,8 @@ fn malformed_rows_are_recorded_as_far_as_they_decode_and_flagged() {
     push_all(&rec.shard(0), events.clone());
     rec.shutdown();
 
-    let got = read(dir.path()).unwrap();
+    let mut got = read(dir.path()).unwrap();
+    got.sort_by_key(|r| r.event.seq);
     let Body::Result(back) = &got[2].event.body else {
         panic!("event 2 is a result")
     };
@@ -1043,7 +1115,10 @@ fn an_archive_hashed_with_encoding_v1_still_verifies_and_shows_edits() {
     // The same events chained as format 1 chained them.
     rewrite(&file, |events| {
         let mut last: std::collections::HashMap<String, [u8; 32]> = Default::default();
-        for r in events.iter_mut() {
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by_key(|&i| (events[i].event.session.id.clone(), events[i].event.seq));
+        for i in order {
+            let r = &mut events[i];
             let prev = last
                 .get(&r.event.session.id)
                 .copied()
@@ -1248,7 +1323,7 @@ fn interleaved_sessions_read_back_and_files_carry_the_documented_schema() {
     }
     push_all(&rec.shard(0), pushed.clone());
     rec.shutdown();
-    assert!(events_of(&read(dir.path()).unwrap()) == pushed);
+    assert!(events_of(&read(dir.path()).unwrap()) == in_session_order(pushed.clone()));
     let report = verify(dir.path());
     assert!(report.is_clean() && report.open.is_empty(), "{report}");
     for file in complete_files(dir.path()) {
@@ -1332,7 +1407,7 @@ fn the_zstd_level_setting_sets_how_hard_pages_are_compressed() {
         push_all(&rec.shard(0), pushed.clone());
         rec.shutdown();
         assert!(
-            events_of(&read(dir.path()).unwrap()) == pushed,
+            events_of(&read(dir.path()).unwrap()) == in_session_order(pushed.clone()),
             "level {level}"
         );
         let report = verify(dir.path());

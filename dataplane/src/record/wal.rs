@@ -10,7 +10,8 @@
 //! file       = "TGWAL002" frame*
 //! frame      = u64 LE payload length | u32 LE CRC-32 of the payload | payload
 //! payload    = "B" batch | "R" checkpoint
-//! batch      = one Arrow IPC stream: schema message, one record batch, end-of-stream marker
+//! batch      = one Arrow IPC stream: schema message, the batch's record batches (its parts, one
+//!              per kind of event), end-of-stream marker
 //! checkpoint = u64 LE end | footer
 //! end        = bytes of the .partial that hold the row groups (all of them up to here)
 //! footer     = a Parquet footer (FileMetaData, u32 LE length, "PAR1") holding the row
@@ -73,14 +74,20 @@ impl Wal {
         })
     }
 
-    /// Appends a batch of the open row group.
-    pub(crate) fn append(&mut self, batch: &RecordBatch) -> io::Result<()> {
+    /// Appends a batch of the open row group, given as its parts (one frame: the parts are
+    /// logged together or not at all).
+    pub(crate) fn append(&mut self, parts: &[RecordBatch]) -> io::Result<()> {
+        let Some(first) = parts.first() else {
+            return Ok(());
+        };
         self.frame.clear();
         self.frame.resize(FRAME_HEAD, 0);
         self.frame.push(BATCH);
         {
-            let mut w = StreamWriter::try_new(&mut self.frame, &batch.schema()).map_err(to_io)?;
-            w.write(batch).map_err(to_io)?;
+            let mut w = StreamWriter::try_new(&mut self.frame, &first.schema()).map_err(to_io)?;
+            for part in parts {
+                w.write(part).map_err(to_io)?;
+            }
             w.finish().map_err(to_io)?;
         }
         self.write_frame()
@@ -336,11 +343,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.wal");
         let mut wal = Wal::create(&path).unwrap();
-        wal.append(&batch(1)).unwrap();
+        wal.append(&[batch(1)]).unwrap();
         wal.checkpoint(1234, &footer(7)).unwrap();
-        wal.append(&batch(10)).unwrap();
+        wal.append(&[batch(10)]).unwrap();
         let three = wal.len();
-        wal.append(&batch(20)).unwrap();
+        wal.append(&[batch(20)]).unwrap();
         drop(wal);
         let (got, summary) = read_all(&path);
         assert_eq!(

@@ -80,7 +80,16 @@ pub(crate) fn writer_properties(level: ZstdLevel) -> WriterProperties {
             off,
         ),
         (&["params", "list", "item"], off, off),
-        (&["statement"], on, off),
+        // Texts of simple queries carry their literals and rarely repeat; zstd still folds
+        // the texts of prepared statements, which do.
+        (&["statement"], off, off),
+        // List items: min and max over every item of a page prune nothing a query asks.
+        (&["groups", "list", "item"], on, off),
+        (&["rules", "list", "item"], on, off),
+        (&["tables", "list", "item"], on, off),
+        (&["result_columns", "list", "item"], on, off),
+        (&["result_column_types", "list", "item"], on, off),
+        (&["result_column_binary", "list", "item"], on, off),
         (&["fingerprint"], on, off),
         (&["reason"], on, off),
         (&["error"], on, off),
@@ -256,14 +265,15 @@ impl ArchiveFile {
         })
     }
 
-    /// Writes one batch holding `payload` bytes of payload. A batch that fills the open row
-    /// group closes it and is made durable by the checkpoint; any other is logged first.
+    /// Writes one batch, given as its parts (see [`super::schema::BatchBuilder::finish`]),
+    /// holding `payload` bytes of payload. A batch that fills the open row group closes it and
+    /// is made durable by the checkpoint; any other is logged first.
     pub(crate) fn append(
         &mut self,
-        batch: &RecordBatch,
+        batch: &[RecordBatch],
         payload: usize,
     ) -> Result<(), AppendError> {
-        let events = batch.num_rows();
+        let events = batch.iter().map(RecordBatch::num_rows).sum::<usize>();
         self.last_write = Instant::now();
         if self.open_payload + payload >= ROW_GROUP_PAYLOAD
             || self.open_events + events >= ROW_GROUP_EVENTS
@@ -290,16 +300,19 @@ impl ArchiveFile {
         Ok(())
     }
 
-    /// Hands `batch` to the Parquet writer in slices of about [`SLICE_PAYLOAD`] (zero-copy
-    /// views; pages and row groups do not depend on how the rows are cut).
-    fn write_sliced(&mut self, batch: &RecordBatch, payload: usize) -> Result<(), ParquetError> {
-        let rows = batch.num_rows();
+    /// Hands the batch's parts to the Parquet writer in order, in slices of about
+    /// [`SLICE_PAYLOAD`] (the batch's average payload per event decides how many events that
+    /// is; zero-copy views; pages and row groups do not depend on how the rows are cut).
+    fn write_sliced(&mut self, batch: &[RecordBatch], payload: usize) -> Result<(), ParquetError> {
+        let rows = batch.iter().map(RecordBatch::num_rows).sum::<usize>();
         let step = (rows * SLICE_PAYLOAD / payload.max(1)).clamp(1, rows.max(1));
-        let mut at = 0;
-        while at < rows {
-            let n = step.min(rows - at);
-            self.parquet.write(&batch.slice(at, n))?;
-            at += n;
+        for part in batch {
+            let mut at = 0;
+            while at < part.num_rows() {
+                let n = step.min(part.num_rows() - at);
+                self.parquet.write(&part.slice(at, n))?;
+                at += n;
+            }
         }
         Ok(())
     }

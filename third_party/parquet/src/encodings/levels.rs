@@ -91,10 +91,19 @@ impl LevelEncoder {
         let mut num_encoded = 0;
         match *self {
             LevelEncoder::Rle(ref mut encoder) | LevelEncoder::RleV2(ref mut encoder) => {
-                for value in buffer {
-                    encoder.put(*value as u64);
-                    num_encoded += 1;
+                // TOLLGATE PATCH (null-runs): once the encoder is in a run of one value, the
+                // rest of that run is counted in one step rather than put value by value.
+                let mut i = 0;
+                while let Some(&value) = buffer.get(i) {
+                    encoder.put(value as u64);
+                    i += 1;
+                    if encoder.in_long_run(value as u64) {
+                        let run = buffer[i..].iter().take_while(|&&v| v == value).count();
+                        encoder.extend_run(run);
+                        i += run;
+                    }
                 }
+                num_encoded = buffer.len();
                 encoder.flush();
             }
             LevelEncoder::BitPacked(bit_width, ref mut encoder) => {

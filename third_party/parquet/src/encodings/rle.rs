@@ -152,6 +152,21 @@ impl RleEncoder {
         }
     }
 
+    /// TOLLGATE PATCH (null-runs): true when the encoder is in an RLE run of `value` that
+    /// has passed 8 repeats: every further `put(value)` then only counts.
+    #[inline]
+    pub(crate) fn in_long_run(&self, value: u64) -> bool {
+        self.current_value == value && self.repeat_count > 8
+    }
+
+    /// TOLLGATE PATCH (null-runs): `n` more repeats of the run [`Self::in_long_run`] found,
+    /// as `n` calls of `put` would count them.
+    #[inline]
+    pub(crate) fn extend_run(&mut self, n: usize) {
+        debug_assert!(self.repeat_count > 8);
+        self.repeat_count += n;
+    }
+
     #[inline]
     #[allow(unused)]
     pub fn buffer(&self) -> &[u8] {

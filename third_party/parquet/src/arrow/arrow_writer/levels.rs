@@ -504,11 +504,21 @@ impl LevelInfoBuilder {
                     Some(nulls) => {
                         assert!(range.end <= nulls.len());
                         let nulls = nulls.inner();
-                        def_levels.extend(range.clone().map(|i| {
-                            // Safety: range.end was asserted to be in bounds earlier
-                            let valid = unsafe { nulls.value_unchecked(i) };
-                            info.max_def_level - (!valid as i16)
-                        }));
+                        // TOLLGATE PATCH (null-runs): the validity bits 64 at a time, so that
+                        // a word of all nulls or all values becomes one fill.
+                        let (valid, null) = (info.max_def_level, info.max_def_level - 1);
+                        let chunks = nulls.inner().bit_chunks(nulls.offset() + range.start, len);
+                        let bits = |word: u64, n: usize| {
+                            (0..n).map(move |b| if (word >> b) & 1 == 1 { valid } else { null })
+                        };
+                        for word in chunks.iter() {
+                            match word {
+                                u64::MAX => def_levels.extend(std::iter::repeat_n(valid, 64)),
+                                0 => def_levels.extend(std::iter::repeat_n(null, 64)),
+                                word => def_levels.extend(bits(word, 64)),
+                            }
+                        }
+                        def_levels.extend(bits(chunks.remainder_bits(), chunks.remainder_len()));
                         info.non_null_indices.extend(
                             BitIndexIterator::new(nulls.inner(), nulls.offset() + range.start, len)
                                 .map(|i| i + range.start),
