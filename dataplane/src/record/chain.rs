@@ -2,8 +2,10 @@
 //! session, so an edit, a removal or a reordering inside a session shows.
 //!
 //! ```text
-//! hash(e) = SHA-256( prev_hash(e) || canonical(e) )
+//! hash(e) = SHA-256( prev_hash(e) || session(e) || canonical(e) )          (encoding v3)
 //! prev_hash(e) = hash of the session's previous event; 32 zero bytes for its first event
+//! session(e) = SHA-256 of the canonical domain "tollgate.record.v3.session", instance,
+//!              session id, principal, groups, connection, protocol
 //! ```
 //!
 //! `canonical(e)` encodes every stored field of the event, in a fixed order, with lengths in
@@ -11,7 +13,7 @@
 //!
 //! | value        | encoding                                              |
 //! |--------------|-------------------------------------------------------|
-//! | length       | v2: unsigned LEB128; v1: u64 little-endian            |
+//! | length       | v2, v3: unsigned LEB128; v1: u64 little-endian        |
 //! | string       | length in bytes, then the UTF-8 bytes                 |
 //! | u64 / i64    | 8 bytes little-endian                                 |
 //! | u32          | 4 bytes little-endian                                 |
@@ -19,20 +21,30 @@
 //! | optional `x` | byte 0 for none; byte 1, then `x`                     |
 //! | list of `x`  | length (the count), then each `x`                     |
 //!
-//! Fields, in order: the string `"tollgate.record.v2"` (`v1`), instance, session id, principal,
-//! groups, connection, protocol, seq, at_us, kind, then the kind's own fields in the order of
-//! their struct in `event.rs`. A result's rows are covered in their stored (decoded) form —
-//! list of rows, each a list of optional strings — followed by `rows_error`, so the hash can
-//! be recomputed from the archive alone. The README lists the full field order.
+//! Fields, in order: seq, at_us, kind, then the kind's own fields in the order of their struct
+//! in `event.rs`, a statement's decision as its digest (SHA-256 of the domain
+//! `"tollgate.record.v3.decision"`, action, rules, reason, fingerprint, tables). A result's
+//! rows are covered in their stored (decoded) form — list of rows, each a list of optional
+//! strings — followed by `rows_error`, so the hash can be recomputed from the archive alone.
+//! The README lists the full field order. Encodings v1 and v2 have no digests: after the
+//! previous hash come the domain string `"tollgate.record.v1"` or `"…v2"`, the instance and the
+//! session fields, and a decision's fields stand in place of its digest.
 //!
 //! Encoding v2 (written since archive format 2) differs from v1 only in the domain string and
 //! in how lengths are written: a result's values are mostly a few bytes long, and v1's 9 bytes
-//! of marker and length per value made SHA-256 hash 1.7 times the rows' text. Files written
-//! with v1 still verify: [`super::read::Recorded::computed_hash`] tries both.
+//! of marker and length per value made SHA-256 hash 1.7 times the rows' text.
+//!
+//! Encoding v3 (written since archive format 3) hashes what events share once: in place of the
+//! domain string, instance and session fields it puts the session's digest, and in place of a
+//! statement's decision fields the decision's digest (each a SHA-256 of those fields under a
+//! domain string of its own, in v2's encoding). A pgbench statement then hashes 4 SHA-256 blocks
+//! instead of 6, its result 3 instead of 4; the recorder computes a session's digest once and a
+//! decision's once per cached decision. Files written with v1 or v2 still verify:
+//! [`super::read::Recorded::computed_hash`] tries every encoding.
 
 use aws_lc_rs::digest;
 
-use super::event::{Body, Event};
+use super::event::{Body, DecisionInfo, Event, SessionMeta};
 use super::rows::Rows;
 
 /// Length of a hash.
@@ -48,25 +60,64 @@ pub(crate) enum Encoding {
     V1,
     /// Lengths and counts as unsigned LEB128 (archive format 2).
     V2,
+    /// V2's encoding with the session's and the decision's fields replaced by their digests
+    /// (archive format 3).
+    V3,
 }
 
 impl Encoding {
     /// The encoding the recorder writes.
-    pub(crate) const CURRENT: Encoding = Encoding::V2;
+    pub(crate) const CURRENT: Encoding = Encoding::V3;
     /// Every encoding, the current one first (the order [`super::read`] tries them in).
-    pub(crate) const ALL: [Encoding; 2] = [Encoding::V2, Encoding::V1];
+    pub(crate) const ALL: [Encoding; 3] = [Encoding::V3, Encoding::V2, Encoding::V1];
 
     fn domain(self) -> &'static str {
         match self {
             Encoding::V1 => "tollgate.record.v1",
             Encoding::V2 => "tollgate.record.v2",
+            Encoding::V3 => "tollgate.record.v3",
         }
     }
 }
 
+/// V3: the digest of what every event of a session carries (instance and session fields).
+pub(crate) fn session_digest(
+    instance: &str,
+    s: &SessionMeta,
+    scratch: &mut Vec<u8>,
+) -> [u8; HASH_LEN] {
+    scratch.clear();
+    let mut w = Canonical {
+        out: scratch,
+        encoding: Encoding::V3,
+    };
+    w.session("tollgate.record.v3.session", instance, s);
+    sha256(scratch)
+}
+
+/// V3: the digest of a statement's decision.
+pub(crate) fn decision_digest(d: &DecisionInfo, scratch: &mut Vec<u8>) -> [u8; HASH_LEN] {
+    scratch.clear();
+    let mut w = Canonical {
+        out: scratch,
+        encoding: Encoding::V3,
+    };
+    w.str("tollgate.record.v3.decision");
+    w.decision(d);
+    sha256(scratch)
+}
+
+fn sha256(bytes: &[u8]) -> [u8; HASH_LEN] {
+    let d = digest::digest(&digest::SHA256, bytes);
+    let mut out = ZERO_HASH;
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 /// Computes an event's hash with the current encoding. `rows` is the decoded form of a
 /// result's rows (ignored for other kinds); `scratch` is reused between calls to avoid
-/// allocating.
+/// allocating. (The recorder calls [`event_hash_v3`] with the digests it keeps.)
+#[cfg(test)]
 pub(crate) fn event_hash(
     prev: &[u8; HASH_LEN],
     instance: &str,
@@ -86,89 +137,144 @@ pub(crate) fn event_hash_with(
     rows: &Rows,
     scratch: &mut Vec<u8>,
 ) -> [u8; HASH_LEN] {
+    if encoding == Encoding::V3 {
+        let session = session_digest(instance, &e.session, scratch);
+        let decision = match &e.body {
+            Body::Statement(st) => st.decision.as_ref().map(|d| decision_digest(d, scratch)),
+            _ => None,
+        };
+        return event_hash_v3(prev, &session, decision.as_ref(), e, rows, scratch);
+    }
     scratch.clear();
     scratch.extend_from_slice(prev);
     let mut w = Canonical {
         out: scratch,
         encoding,
     };
-    w.str(encoding.domain());
-    w.str(instance);
-    let s = &e.session;
-    w.str(&s.id);
-    w.str(&s.principal);
-    w.strs(&s.groups);
-    w.str(&s.connection);
-    w.str(&s.protocol);
-    w.u64(e.seq);
-    w.i64(e.at_us);
-    w.str(e.body.kind());
-    match &e.body {
-        Body::Connect(c) => {
-            w.str(&c.client_addr);
-            w.str(&c.application_name);
-            w.bool(c.tls);
-            w.str(&c.principal_kind);
-        }
-        Body::Statement(st) => {
-            w.u64(st.statement_id);
-            w.str(&st.text);
-            w.len(st.params.len());
-            for p in &st.params {
-                w.opt_str(p.as_deref());
+    w.session(encoding.domain(), instance, &e.session);
+    w.body(e, rows, None);
+    sha256(scratch)
+}
+
+/// An event's hash in encoding v3, given its session's digest and, for a statement with a
+/// decision, the decision's ([`session_digest`], [`decision_digest`]): the recorder keeps
+/// both, so that it hashes what events share once.
+pub(crate) fn event_hash_v3(
+    prev: &[u8; HASH_LEN],
+    session: &[u8; HASH_LEN],
+    decision: Option<&[u8; HASH_LEN]>,
+    e: &Event,
+    rows: &Rows,
+    scratch: &mut Vec<u8>,
+) -> [u8; HASH_LEN] {
+    scratch.clear();
+    scratch.extend_from_slice(prev);
+    scratch.extend_from_slice(session);
+    let mut w = Canonical {
+        out: scratch,
+        encoding: Encoding::V3,
+    };
+    w.body(e, rows, Some(decision));
+    sha256(scratch)
+}
+
+impl Canonical<'_> {
+    /// A domain string, then what every event of a session carries.
+    fn session(&mut self, domain: &str, instance: &str, s: &SessionMeta) {
+        self.str(domain);
+        self.str(instance);
+        self.str(&s.id);
+        self.str(&s.principal);
+        self.strs(&s.groups);
+        self.str(&s.connection);
+        self.str(&s.protocol);
+    }
+
+    /// A decision's fields.
+    fn decision(&mut self, d: &DecisionInfo) {
+        self.str(&d.action);
+        self.strs(&d.rules);
+        self.str(&d.reason);
+        self.str(&d.fingerprint);
+        self.strs(&d.tables);
+    }
+
+    /// Everything after the session's fields: seq, at, kind, the kind's fields. `decision`:
+    /// `None` writes a statement's decision fields (v1, v2), `Some(digest)` its digest (v3;
+    /// `Some(None)` for a statement without a decision).
+    fn body(&mut self, e: &Event, rows: &Rows, decision: Option<Option<&[u8; HASH_LEN]>>) {
+        let w = self;
+        w.u64(e.seq);
+        w.i64(e.at_us);
+        w.str(e.body.kind());
+        match &e.body {
+            Body::Connect(c) => {
+                w.str(&c.client_addr);
+                w.str(&c.application_name);
+                w.bool(c.tls);
+                w.str(&c.principal_kind);
             }
-            w.u64(st.fingerprint_hash);
-            match &st.decision {
-                None => w.bool(false),
-                Some(d) => {
-                    w.bool(true);
-                    w.str(&d.action);
-                    w.strs(&d.rules);
-                    w.str(&d.reason);
-                    w.str(&d.fingerprint);
-                    w.strs(&d.tables);
+            Body::Statement(st) => {
+                w.u64(st.statement_id);
+                w.str(&st.text);
+                w.len(st.params.len());
+                for p in &st.params {
+                    w.opt_str(p.as_deref());
+                }
+                w.u64(st.fingerprint_hash);
+                match (&st.decision, decision) {
+                    (None, _) => w.bool(false),
+                    (Some(d), None) => {
+                        w.bool(true);
+                        w.decision(d);
+                    }
+                    (Some(d), Some(digest)) => {
+                        w.bool(true);
+                        match digest {
+                            Some(digest) => w.out.extend_from_slice(digest),
+                            None => w
+                                .out
+                                .extend_from_slice(&decision_digest(d, &mut Vec::new())),
+                        }
+                    }
                 }
             }
-        }
-        Body::Result(r) => {
-            w.u64(r.statement_id);
-            w.u64(r.rows);
-            w.u64(r.bytes);
-            w.u64(r.duration_us);
-            w.opt_str(r.command_tag.as_deref());
-            w.opt_str(r.sqlstate.as_deref());
-            w.opt_str(r.error.as_deref());
-            w.len(r.columns.len());
-            for c in &r.columns {
-                w.str(&c.name);
-                w.u32(c.type_id);
-                w.bool(c.binary);
+            Body::Result(r) => {
+                w.u64(r.statement_id);
+                w.u64(r.rows);
+                w.u64(r.bytes);
+                w.u64(r.duration_us);
+                w.opt_str(r.command_tag.as_deref());
+                w.opt_str(r.sqlstate.as_deref());
+                w.opt_str(r.error.as_deref());
+                w.len(r.columns.len());
+                for c in &r.columns {
+                    w.str(&c.name);
+                    w.u32(c.type_id);
+                    w.bool(c.binary);
+                }
+                w.str(super::schema::rows_encoding_name(r.rows_encoding));
+                w.rows(rows);
+                w.opt_str(rows.error.as_deref());
+                w.u64(r.kept_rows);
+                w.bool(r.truncated);
             }
-            w.str(super::schema::rows_encoding_name(r.rows_encoding));
-            w.rows(rows);
-            w.opt_str(rows.error.as_deref());
-            w.u64(r.kept_rows);
-            w.bool(r.truncated);
-        }
-        Body::Approval(a) => {
-            w.u64(a.statement_id);
-            w.str(&a.request_id);
-            w.str(&a.outcome);
-            w.opt_str(a.approver.as_deref());
-        }
-        Body::Disconnect(d) => {
-            w.str(&d.reason);
-            w.u64(d.statements);
-            w.u64(d.denied);
-            w.u64(d.bytes_from_client);
-            w.u64(d.bytes_to_client);
-            w.u64(d.duration_us);
+            Body::Approval(a) => {
+                w.u64(a.statement_id);
+                w.str(&a.request_id);
+                w.str(&a.outcome);
+                w.opt_str(a.approver.as_deref());
+            }
+            Body::Disconnect(d) => {
+                w.str(&d.reason);
+                w.u64(d.statements);
+                w.u64(d.denied);
+                w.u64(d.bytes_from_client);
+                w.u64(d.bytes_to_client);
+                w.u64(d.duration_us);
+            }
         }
     }
-    let d = digest::digest(&digest::SHA256, scratch);
-    let mut out = ZERO_HASH;
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 /// The canonical encoding's writer.
@@ -181,7 +287,7 @@ impl Canonical<'_> {
     fn len(&mut self, n: usize) {
         match self.encoding {
             Encoding::V1 => self.u64(n as u64),
-            Encoding::V2 => {
+            Encoding::V2 | Encoding::V3 => {
                 let mut n = n as u64;
                 while n >= 0x80 {
                     self.out.push(n as u8 | 0x80);
@@ -361,7 +467,7 @@ mod tests {
         let mut c = prev.to_vec();
         let len = |c: &mut Vec<u8>, n: usize| match encoding {
             Encoding::V1 => c.extend_from_slice(&(n as u64).to_le_bytes()),
-            Encoding::V2 => leb128(c, n as u64),
+            Encoding::V2 | Encoding::V3 => leb128(c, n as u64),
         };
         let s = |c: &mut Vec<u8>, v: &str| {
             len(c, v.len());
@@ -371,14 +477,21 @@ mod tests {
         let domain = match encoding {
             Encoding::V1 => "tollgate.record.v1",
             Encoding::V2 => "tollgate.record.v2",
+            Encoding::V3 => "tollgate.record.v3.session",
         };
+        // The session's fields: in v1 and v2 inline, in v3 as the SHA-256 of the same bytes.
+        let mut session = Vec::new();
         for v in [domain, "gw", "s", "p"] {
-            s(&mut c, v);
+            s(&mut session, v);
         }
-        len(&mut c, 1); // groups
-        s(&mut c, "g");
+        len(&mut session, 1); // groups
+        s(&mut session, "g");
         for v in ["c", "postgres"] {
-            s(&mut c, v);
+            s(&mut session, v);
+        }
+        match encoding {
+            Encoding::V3 => c.extend_from_slice(digest::digest(&digest::SHA256, &session).as_ref()),
+            _ => c.extend_from_slice(&session),
         }
         u(&mut c, 3); // seq
         c.extend_from_slice(&1i64.to_le_bytes()); // at
@@ -414,6 +527,76 @@ mod tests {
 
         let got = event_hash_with(encoding, &prev, "gw", &e, &rows, &mut Vec::new());
         assert_eq!(got.as_slice(), want.as_ref(), "{encoding:?}");
+    }
+
+    /// A statement's decision in v3: its digest, as README.md documents it; and the
+    /// recorder's path (digests computed once and passed in) hashes as the verifier's does.
+    #[test]
+    fn a_statement_hashes_its_decision_digest_in_v3() {
+        let decision = Arc::new(crate::record::event::DecisionInfo {
+            action: "allow".into(),
+            rules: vec!["r1".into(), "r2".into()],
+            reason: "ok".into(),
+            fingerprint: "select ?".into(),
+            tables: vec!["t".into()],
+        });
+        let mut e = event("x", vec![]);
+        e.seq = 1;
+        e.body = Body::Statement(crate::record::event::Statement {
+            statement_id: 0,
+            text: "select 1".into(),
+            params: vec![Some("a".into()), None],
+            fingerprint_hash: 9,
+            decision: Some(decision.clone()),
+        });
+        let rows = Rows::default();
+        let prev = [3u8; HASH_LEN];
+
+        let mut d = Vec::new();
+        for v in ["tollgate.record.v3.decision", "allow"] {
+            leb128(&mut d, v.len() as u64);
+            d.extend_from_slice(v.as_bytes());
+        }
+        leb128(&mut d, 2);
+        for v in ["r1", "r2", "ok", "select ?"] {
+            leb128(&mut d, v.len() as u64);
+            d.extend_from_slice(v.as_bytes());
+        }
+        leb128(&mut d, 1);
+        leb128(&mut d, 1);
+        d.push(b't');
+        let decision_digest_want = digest::digest(&digest::SHA256, &d);
+        assert_eq!(
+            decision_digest(&decision, &mut Vec::new()).as_slice(),
+            decision_digest_want.as_ref()
+        );
+
+        let session = session_digest("gw", &e.session, &mut Vec::new());
+        let mut c = prev.to_vec();
+        c.extend_from_slice(&session);
+        c.extend_from_slice(&1u64.to_le_bytes()); // seq
+        c.extend_from_slice(&1i64.to_le_bytes()); // at
+        leb128(&mut c, 9);
+        c.extend_from_slice(b"statement");
+        c.extend_from_slice(&0u64.to_le_bytes()); // statement_id
+        leb128(&mut c, 8);
+        c.extend_from_slice(b"select 1");
+        leb128(&mut c, 2); // params
+        c.extend_from_slice(&[1, 1, b'a', 0]);
+        c.extend_from_slice(&9u64.to_le_bytes()); // fingerprint_hash
+        c.push(1);
+        c.extend_from_slice(decision_digest_want.as_ref());
+        let want = digest::digest(&digest::SHA256, &c);
+
+        let verifier = event_hash_with(Encoding::V3, &prev, "gw", &e, &rows, &mut Vec::new());
+        assert_eq!(verifier.as_slice(), want.as_ref());
+        let digest = decision_digest(&decision, &mut Vec::new());
+        let recorder = event_hash_v3(&prev, &session, Some(&digest), &e, &rows, &mut Vec::new());
+        assert_eq!(recorder, verifier);
+        assert_eq!(
+            event_hash(&prev, "gw", &e, &rows, &mut Vec::new()),
+            verifier
+        );
     }
 
     #[test]

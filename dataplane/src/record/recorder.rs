@@ -34,7 +34,7 @@ use crossbeam_channel::Receiver;
 use parquet::basic::ZstdLevel;
 
 use super::chain::{self, HASH_LEN, ZERO_HASH};
-use super::event::{Body, Event};
+use super::event::{Body, DecisionInfo, Event};
 use super::layout::{self, FilePaths, Hour};
 use super::queue::{self, ShardQueue};
 use super::recover::{self, Recovered};
@@ -139,6 +139,7 @@ impl Recorder {
             control: control.clone(),
             next_seq: last_seq + 1,
             chains: HashMap::default(),
+            decisions: HashMap::default(),
             pending: BTreeMap::new(),
             spare: None,
             unwritten: VecDeque::new(),
@@ -297,7 +298,37 @@ fn try_recover(paths: &FilePaths, level: ZstdLevel) -> bool {
 struct Link {
     next_seq: u64,
     hash: [u8; HASH_LEN],
+    /// The session's digest ([`chain::session_digest`]), computed at its first event.
+    session: [u8; HASH_LEN],
 }
+
+/// Decision digests kept at most (then the table starts over).
+const DECISION_DIGESTS: usize = 4096;
+
+/// The digest of a statement's decision, from `table` when the decision's `Arc` is in it.
+/// The table holds the `Arc`s, so no address in it is reused by another decision.
+fn decision_digest(
+    table: &mut DecisionDigests,
+    d: &Arc<DecisionInfo>,
+    scratch: &mut Vec<u8>,
+) -> [u8; HASH_LEN] {
+    let address = Arc::as_ptr(d) as usize;
+    if let Some((_, digest)) = table.get(&address) {
+        return *digest;
+    }
+    if table.len() >= DECISION_DIGESTS {
+        table.clear();
+    }
+    let digest = chain::decision_digest(d, scratch);
+    table.insert(address, (Arc::clone(d), digest));
+    digest
+}
+
+type DecisionDigests = HashMap<
+    usize,
+    (Arc<DecisionInfo>, [u8; HASH_LEN]),
+    std::hash::BuildHasherDefault<schema::AddressHasher>,
+>;
 
 /// A batch waiting to be written to its hour's file.
 struct Sealed {
@@ -327,6 +358,8 @@ struct Worker {
     /// Each open session's last link, by session id. ahash rather than SipHash: a lookup per
     /// event, and SipHash of the 32-digit id took 3 % of the recorder.
     chains: HashMap<String, Link, ahash::RandomState>,
+    /// Digests of the decisions statements carried lately, by the address of their `Arc`.
+    decisions: DecisionDigests,
     pending: BTreeMap<Hour, Pending>,
     /// The builder of the last batch sealed, empty: the next batch reuses it, so that its
     /// buffers start at the size the last batch needed (see `schema::RowsColumn`).
@@ -423,11 +456,22 @@ impl Worker {
 
     /// Chains one event and adds it to its hour's batch.
     fn record(&mut self, e: Event) {
+        let decision = match &e.body {
+            Body::Statement(st) => st
+                .decision
+                .as_ref()
+                .map(|d| decision_digest(&mut self.decisions, d, &mut self.scratch)),
+            _ => None,
+        };
         // One lookup per event: the link found here is updated in place below.
         let link = self.chains.get_mut(&e.session.id);
-        let (prev, expected) = match &link {
-            Some(link) => (link.hash, link.next_seq),
-            None => (ZERO_HASH, 0),
+        let (prev, expected, session) = match &link {
+            Some(link) => (link.hash, link.next_seq, link.session),
+            None => (
+                ZERO_HASH,
+                0,
+                chain::session_digest(&self.instance, &e.session, &mut self.scratch),
+            ),
         };
         if e.seq != expected {
             tracing::warn!(
@@ -451,10 +495,18 @@ impl Worker {
             }
             _ => self.rows.clear(),
         }
-        let hash = chain::event_hash(&prev, &self.instance, &e, &self.rows, &mut self.scratch);
+        let hash = chain::event_hash_v3(
+            &prev,
+            &session,
+            decision.as_ref(),
+            &e,
+            &self.rows,
+            &mut self.scratch,
+        );
         let next = Link {
             next_seq: e.seq.wrapping_add(1),
             hash,
+            session,
         };
         if matches!(e.body, Body::Disconnect(_)) {
             self.chains.remove(&e.session.id);

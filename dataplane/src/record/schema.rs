@@ -21,8 +21,8 @@ use super::event::{Body, DecisionInfo, Event, RowsEncoding, SessionMeta};
 use super::rows::Rows;
 
 /// Version of the archive format, kept in every file's key-value metadata: 1, hashes in the
-/// canonical encoding v1; 2, the same table with hashes in v2 (see `chain.rs`).
-pub const FORMAT_VERSION: &str = "2";
+/// canonical encoding v1; 2, the same table with hashes in v2; 3, in v3 (see `chain.rs`).
+pub const FORMAT_VERSION: &str = "3";
 /// Key of [`FORMAT_VERSION`] in the file metadata.
 pub const FORMAT_KEY: &str = "tollgate.record.format";
 
@@ -160,7 +160,7 @@ pub(crate) fn batch_schema() -> SchemaRef {
 /// Hashes a pointer-sized address (a multiply, folded so that the low bits, zero for aligned
 /// addresses, vary).
 #[derive(Default)]
-struct AddressHasher(u64);
+pub(crate) struct AddressHasher(u64);
 
 impl Hasher for AddressHasher {
     fn finish(&self) -> u64 {

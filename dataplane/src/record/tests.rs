@@ -1099,10 +1099,16 @@ fn malformed_rows_are_recorded_as_far_as_they_decode_and_flagged() {
     assert!(verify(dir.path()).is_clean());
 }
 
-/// An archive whose chains were hashed with the canonical encoding v1 (archive format 1, as
-/// gateways before format 2 wrote it) verifies, and an edit in it still shows.
+/// Archives whose chains were hashed with the canonical encodings v1 and v2 (archive formats 1
+/// and 2, as gateways before format 3 wrote them) verify, and an edit in them still shows.
 #[test]
-fn an_archive_hashed_with_encoding_v1_still_verifies_and_shows_edits() {
+fn archives_hashed_with_encodings_v1_and_v2_still_verify_and_show_edits() {
+    for encoding in [chain::Encoding::V1, chain::Encoding::V2] {
+        archive_hashed_with(encoding);
+    }
+}
+
+fn archive_hashed_with(encoding: chain::Encoding) {
     let dir = tempfile::tempdir().unwrap();
     let rec = Recorder::start(&config(dir.path()), 1).unwrap();
     for id in ["clean", "edit"] {
@@ -1112,7 +1118,7 @@ fn an_archive_hashed_with_encoding_v1_still_verifies_and_shows_edits() {
     let file = dir
         .path()
         .join("date=2024-05-01/hour=12/gw1-00000001.parquet");
-    // The same events chained as format 1 chained them.
+    // The same events chained as the older format chained them.
     rewrite(&file, |events| {
         let mut last: std::collections::HashMap<String, [u8; 32]> = Default::default();
         let mut order: Vec<usize> = (0..events.len()).collect();
@@ -1128,21 +1134,24 @@ fn an_archive_hashed_with_encoding_v1_still_verifies_and_shows_edits() {
                 rows.decode_pg(&res.rows_data, &res.columns);
                 rows.error = r.rows_error.clone();
             }
-            let v1 = chain::event_hash_with(
-                chain::Encoding::V1,
+            let old = chain::event_hash_with(
+                encoding,
                 &prev,
                 &r.instance,
                 &r.event,
                 &rows,
                 &mut Vec::new(),
             );
-            assert_ne!(v1, r.hash, "v1 and v2 hash alike");
-            (r.prev_hash, r.hash) = (prev, v1);
-            last.insert(r.event.session.id.clone(), v1);
+            assert_ne!(
+                old, r.hash,
+                "{encoding:?} and the current encoding hash alike"
+            );
+            (r.prev_hash, r.hash) = (prev, old);
+            last.insert(r.event.session.id.clone(), old);
         }
     });
     let report = verify(dir.path());
-    assert!(report.is_clean(), "{report}");
+    assert!(report.is_clean(), "{encoding:?}: {report}");
 
     rewrite(&file, |events| {
         let r = events
@@ -1154,7 +1163,11 @@ fn an_archive_hashed_with_encoding_v1_still_verifies_and_shows_edits() {
         }
     });
     let report = verify(dir.path());
-    assert_eq!(report.tampered_sessions(), vec!["edit"], "{report}");
+    assert_eq!(
+        report.tampered_sessions(),
+        vec!["edit"],
+        "{encoding:?}: {report}"
+    );
 }
 
 /// The vendored parquet compresses each zstd page in one call after whatever the page buffer
