@@ -139,7 +139,7 @@ impl Recorder {
             control: control.clone(),
             next_seq: last_seq + 1,
             chains: HashMap::default(),
-            decisions: HashMap::default(),
+            decisions: DecisionDigests::default(),
             pending: BTreeMap::new(),
             spare: None,
             unwritten: VecDeque::new(),
@@ -305,30 +305,32 @@ struct Link {
 /// Decision digests kept at most (then the table starts over).
 const DECISION_DIGESTS: usize = 4096;
 
-/// The digest of a statement's decision, from `table` when the decision's `Arc` is in it.
-/// The table holds the `Arc`s, so no address in it is reused by another decision.
-fn decision_digest(
-    table: &mut DecisionDigests,
-    d: &Arc<DecisionInfo>,
-    scratch: &mut Vec<u8>,
-) -> [u8; HASH_LEN] {
-    let address = Arc::as_ptr(d) as usize;
-    if let Some((_, digest)) = table.get(&address) {
-        return *digest;
-    }
-    if table.len() >= DECISION_DIGESTS {
-        table.clear();
-    }
-    let digest = chain::decision_digest(d, scratch);
-    table.insert(address, (Arc::clone(d), digest));
-    digest
+/// The digests of the decisions statements carried lately ([`chain::decision_digest`]), found
+/// by the address of the decision's `Arc`, as the batch builder finds its dictionary keys.
+#[derive(Default)]
+struct DecisionDigests {
+    keys: schema::ByAddress<DecisionInfo>,
+    /// By key.
+    digests: Vec<[u8; HASH_LEN]>,
 }
 
-type DecisionDigests = HashMap<
-    usize,
-    (Arc<DecisionInfo>, [u8; HASH_LEN]),
-    std::hash::BuildHasherDefault<schema::AddressHasher>,
->;
+impl DecisionDigests {
+    fn get(&mut self, d: &Arc<DecisionInfo>, scratch: &mut Vec<u8>) -> [u8; HASH_LEN] {
+        if self.digests.len() >= DECISION_DIGESTS {
+            self.keys.clear();
+            self.digests.clear();
+        }
+        let (key, new) = self.keys.key(d);
+        if new {
+            self.digests.push(chain::decision_digest(d, scratch));
+        }
+        // Keys are handed out in order, one per digest pushed.
+        self.digests
+            .get(key as usize)
+            .copied()
+            .unwrap_or_else(|| chain::decision_digest(d, scratch))
+    }
+}
 
 /// A batch waiting to be written to its hour's file.
 struct Sealed {
@@ -460,7 +462,7 @@ impl Worker {
             Body::Statement(st) => st
                 .decision
                 .as_ref()
-                .map(|d| decision_digest(&mut self.decisions, d, &mut self.scratch)),
+                .map(|d| self.decisions.get(d, &mut self.scratch)),
             _ => None,
         };
         // One lookup per event: the link found here is updated in place below.

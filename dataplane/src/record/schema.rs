@@ -160,7 +160,7 @@ pub(crate) fn batch_schema() -> SchemaRef {
 /// Hashes a pointer-sized address (a multiply, folded so that the low bits, zero for aligned
 /// addresses, vary).
 #[derive(Default)]
-pub(crate) struct AddressHasher(u64);
+struct AddressHasher(u64);
 
 impl Hasher for AddressHasher {
     fn finish(&self) -> u64 {
@@ -181,7 +181,7 @@ impl Hasher for AddressHasher {
 /// cached decision): the first event that brings one gets the next key, later ones find it by
 /// the `Arc`'s address. The `Arc`s are held until [`ByAddress::clear`], so no address is
 /// reused by another value within a batch.
-struct ByAddress<T> {
+pub(crate) struct ByAddress<T> {
     held: Vec<Arc<T>>,
     keys: HashMap<usize, i32, BuildHasherDefault<AddressHasher>>,
 }
@@ -198,7 +198,7 @@ impl<T> Default for ByAddress<T> {
 impl<T> ByAddress<T> {
     /// The key of `value`, and whether it is new (its strings are then to be appended to the
     /// dictionaries, in key order).
-    fn key(&mut self, value: &Arc<T>) -> (i32, bool) {
+    pub(crate) fn key(&mut self, value: &Arc<T>) -> (i32, bool) {
         let address = Arc::as_ptr(value).cast::<()>() as usize;
         if let Some(&key) = self.keys.get(&address) {
             return (key, false);
@@ -210,7 +210,7 @@ impl<T> ByAddress<T> {
         (key, true)
     }
 
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.held.clear();
         self.keys.clear();
     }
