@@ -744,3 +744,43 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(n: usize) -> Arc<DecisionInfo> {
+        Arc::new(DecisionInfo {
+            action: "allow".into(),
+            rules: vec![format!("rule-{n}")],
+            reason: String::new(),
+            fingerprint: format!("select {n}"),
+            tables: Vec::new(),
+        })
+    }
+
+    /// The table gives each decision its own digest, found again by its `Arc`, before and
+    /// after it fills up and starts over.
+    #[test]
+    fn decision_digests_match_their_decisions_across_a_refill() {
+        let mut table = DecisionDigests::default();
+        let mut scratch = Vec::new();
+        let all: Vec<Arc<DecisionInfo>> = (0..DECISION_DIGESTS + 10).map(decision).collect();
+        for round in 0..2 {
+            for d in &all {
+                let want = chain::decision_digest(d, &mut Vec::new());
+                assert_eq!(table.get(d, &mut scratch), want, "round {round}");
+            }
+        }
+        assert!(table.digests.len() <= DECISION_DIGESTS);
+        let first = &all[0];
+        assert_eq!(
+            table.get(first, &mut scratch),
+            table.get(first, &mut scratch)
+        );
+        assert_ne!(
+            table.get(&all[1], &mut scratch),
+            table.get(first, &mut scratch)
+        );
+    }
+}
