@@ -83,7 +83,8 @@ fn session(id: &str, principal: &str, connection: &str, start_us: i64) -> Vec<Ev
                     type_id: 25,
                     binary: false,
                 },
-            ],
+            ]
+            .into(),
             rows_data: rows,
             rows_encoding: RowsEncoding::PgDataRow,
             kept_rows: 2,
@@ -108,7 +109,7 @@ fn session(id: &str, principal: &str, connection: &str, start_us: i64) -> Vec<Ev
             command_tag: None,
             sqlstate: Some("42501".into()),
             error: Some("denied by policy: DELETE needs a WHERE clause".into()),
-            columns: vec![],
+            columns: Vec::new().into(),
             rows_data: vec![],
             rows_encoding: RowsEncoding::PgDataRow,
             kept_rows: 0,

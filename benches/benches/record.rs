@@ -3,7 +3,10 @@
 //! - `record_push`: one `ShardQueue::try_push` of a typical statement event (a prepared
 //!   statement with two parameters and a cached decision) while another thread drains the
 //!   queue, as the recorder does; `build_and_try_push` adds building the event from the
-//!   session's shared parts. Target: ≤ 1 µs.
+//!   session's shared parts. Target: ≤ 1 µs. `pg_select_simple` is all a shard does to record
+//!   one `pgbench -S -M simple` transaction: the statement event at the Query, the result
+//!   following the server's RowDescription, DataRow, CommandComplete and ReadyForQuery, and
+//!   both pushes.
 //! - `record_write`: the recorder thread end to end (hash chain, row decoding, Arrow batches,
 //!   zstd Parquet with its row-group checkpoints, the write-ahead log for batches too small to
 //!   close a row group) on one core, fed by this thread through one shard queue. Throughput is
@@ -29,10 +32,13 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tollgate::config::RecordConfig;
+use tollgate::proto::pg::Frame;
 use tollgate::record::{
     channel, Body, Column, DecisionInfo, Event, Recorder, RowsEncoding, SessionMeta, ShardQueue,
     Statement, StatementResult,
 };
+use tollgate::session::pg_record::PgRecording;
+use tollgate::session::recording::SessionRecorder;
 
 /// The allocator the gateway binary runs with (`dataplane/src/main.rs`), so the figures are its;
 /// `record_write` applies its settings (`tollgate::runtime::tune_allocator`).
@@ -110,7 +116,7 @@ fn result(
             command_tag: Some(tag.into()),
             sqlstate: None,
             error: None,
-            columns,
+            columns: columns.into(),
             rows_data,
             rows_encoding: RowsEncoding::PgDataRow,
             kept_rows: kept,
@@ -443,9 +449,68 @@ fn record_push(c: &mut Criterion) {
             }
         })
     });
+    // One pgbench -S transaction as a session records it. The server's answer, as frames.
+    let rec = PgRecording::new(SessionRecorder::new(q.clone(), (*session).clone()));
+    let description = row_description_body(&["abalance"], 23);
+    let row = data_row_body(&[b"-2871"]);
+    let frames: [(u8, &[u8]); 4] = [
+        (b'T', &description),
+        (b'D', &row),
+        (b'C', b"SELECT 1\0"),
+        (b'Z', b"I"),
+    ];
+    g.bench_function("pg_select_simple", |b| {
+        let mut sync = 0u64;
+        let mut sql = String::new();
+        b.iter(|| {
+            sql.clear();
+            let _ = std::fmt::Write::write_fmt(
+                &mut sql,
+                format_args!(
+                    "SELECT abalance FROM pgbench_accounts WHERE aid = {};",
+                    sync % 1_000_000
+                ),
+            );
+            rec.query(black_box(&sql), 42, decision.clone(), sync);
+            for (tag, body) in frames {
+                rec.backend(Frame { tag, body }, body.len() + 5);
+            }
+            sync += 1;
+            // A full queue parks events in the session's backlog; the recorder (here the
+            // drainer) empties the queue, and the session's next look sends them.
+            while rec.rec.is_backlogged() {
+                std::hint::spin_loop();
+                rec.rec.retry_backlog();
+            }
+        })
+    });
     g.finish();
+    drop(rec);
     drop(q);
     let _ = drainer.join();
+}
+
+/// A RowDescription body: columns of one type, text format.
+fn row_description_body(names: &[&str], type_oid: u32) -> Vec<u8> {
+    let mut b = (names.len() as u16).to_be_bytes().to_vec();
+    for name in names {
+        b.extend_from_slice(name.as_bytes());
+        b.push(0);
+        b.extend_from_slice(&16_397u32.to_be_bytes()); // table
+        b.extend_from_slice(&3u16.to_be_bytes()); // attribute number
+        b.extend_from_slice(&type_oid.to_be_bytes());
+        b.extend_from_slice(&4i16.to_be_bytes()); // type size
+        b.extend_from_slice(&(-1i32).to_be_bytes()); // type modifier
+        b.extend_from_slice(&0i16.to_be_bytes()); // text format
+    }
+    b
+}
+
+/// A DataRow body.
+fn data_row_body(values: &[&[u8]]) -> Vec<u8> {
+    let mut b = Vec::new();
+    data_row(&mut b, values);
+    b
 }
 
 /// zstd levels to write at: `RECORD_BENCH_ZSTD_LEVELS` (comma-separated, e.g. "1,-3,9"), or

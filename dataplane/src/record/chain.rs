@@ -248,7 +248,7 @@ impl Canonical<'_> {
                 w.opt_str(r.sqlstate.as_deref());
                 w.opt_str(r.error.as_deref());
                 w.len(r.columns.len());
-                for c in &r.columns {
+                for c in r.columns.iter() {
                     w.str(&c.name);
                     w.u32(c.type_id);
                     w.bool(c.binary);
@@ -454,7 +454,7 @@ mod tests {
             command_tag: Some("SELECT 2".into()),
             sqlstate: None,
             error: None,
-            columns: columns.clone(),
+            columns: columns.clone().into(),
             rows_data: data.clone(),
             rows_encoding: RowsEncoding::PgDataRow,
             kept_rows: 2,

@@ -107,13 +107,15 @@ pub struct StatementResult {
     pub bytes: u64,
     /// From the statement's arrival to the end of its result.
     pub duration_us: u64,
-    /// The last command tag ("SELECT 1", "UPDATE 3", ...), if any.
-    pub command_tag: Option<String>,
+    /// The last command tag ("SELECT 1", "UPDATE 3", ...), if any. Shared: a session reuses
+    /// the previous result's tag when the server sends the same one.
+    pub command_tag: Option<Arc<str>>,
     /// SQLSTATE and message of the error that ended it, if any.
     pub sqlstate: Option<String>,
     pub error: Option<String>,
-    /// Result columns, from the protocol's row description.
-    pub columns: Vec<Column>,
+    /// Result columns, from the protocol's row description. Shared: a session reuses the
+    /// previous result's columns when the server describes them with the same bytes.
+    pub columns: Arc<[Column]>,
     /// The rows kept, raw, in the encoding `rows_encoding` names; decoded on the recorder
     /// thread, never on a shard.
     pub rows_data: Vec<u8>,

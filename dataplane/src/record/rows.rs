@@ -435,7 +435,7 @@ mod tests {
             command_tag: None,
             sqlstate: None,
             error: None,
-            columns: vec![col(false), col(false), col(true)],
+            columns: vec![col(false), col(false), col(true)].into(),
             rows_data: data,
             rows_encoding: RowsEncoding::PgDataRow,
             kept_rows: 2,

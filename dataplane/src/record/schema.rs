@@ -623,7 +623,7 @@ impl BatchBuilder {
                 k.command_tag.append_option(r.command_tag.as_ref());
                 k.sqlstate.append_option(r.sqlstate.as_ref());
                 k.error.append_option(r.error.as_ref());
-                for c in &r.columns {
+                for c in r.columns.iter() {
                     k.result_columns.values().append_value(&c.name);
                     k.result_column_types.values().append_value(c.type_id);
                     k.result_column_binary.values().append_value(c.binary);
@@ -802,7 +802,7 @@ mod tests {
                 command_tag: Some("SELECT 2".into()),
                 sqlstate: None,
                 error: None,
-                columns: Vec::new(),
+                columns: Arc::from([]),
                 rows_data: Vec::new(),
                 rows_encoding: RowsEncoding::PgDataRow,
                 kept_rows: 2,

@@ -6,7 +6,7 @@ pub mod buffer;
 pub mod cancel;
 pub mod decide;
 pub mod pg;
-mod pg_record;
+pub mod pg_record;
 pub mod recording;
 
 use std::cell::Cell;

@@ -13,16 +13,14 @@
 //! FunctionCall     ─▶ ends at ReadyForQuery
 //! ```
 
+use super::recording::{now_us, SessionRecorder};
+use crate::proto::pg::{self, Frame};
+use crate::record::{Body, Column, DecisionInfo, RowsEncoding, StatementResult};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
-
-use super::recording::SessionRecorder;
-use crate::proto::pg::{self, Frame};
-use crate::record::{Body, Column, DecisionInfo, RowsEncoding, StatementResult};
 
 /// A prepared statement as the client parsed it.
 struct Prepared {
@@ -51,8 +49,61 @@ struct Pending {
     /// The sync point (counted from 0) whose ReadyForQuery ends it at the latest.
     sync: u64,
     until: Until,
-    started: Instant,
+    /// When its statement was recorded ([`now_us`]); the result's duration counts from here.
+    started_us: i64,
     result: StatementResult,
+}
+
+/// The last RowDescription and CommandComplete of a session, as the server sent them and as
+/// recorded: a result described with the same bytes shares them rather than decoding and
+/// allocating again (a session mostly repeats a few statements).
+#[derive(Default)]
+struct Described {
+    row_description: Vec<u8>,
+    columns: Option<Arc<[Column]>>,
+    command_tag: Option<Arc<str>>,
+}
+
+impl Described {
+    /// The columns a RowDescription body describes.
+    fn columns(&mut self, frame: Frame<'_>) -> Arc<[Column]> {
+        if let Some(columns) = &self.columns {
+            if self.row_description == frame.body {
+                return Arc::clone(columns);
+            }
+        }
+        let columns: Arc<[Column]> = match pg::BackendMessage::decode(frame) {
+            Ok(pg::BackendMessage::RowDescription(fields)) => fields
+                .iter()
+                .map(|f| Column {
+                    name: f.name.to_owned(),
+                    type_id: f.type_oid,
+                    binary: f.format == 1,
+                })
+                .collect(),
+            _ => return Arc::from([]),
+        };
+        self.row_description.clear();
+        self.row_description.extend_from_slice(frame.body);
+        self.columns = Some(Arc::clone(&columns));
+        columns
+    }
+
+    /// The tag of a CommandComplete body.
+    fn command_tag(&mut self, frame: Frame<'_>) -> Option<Arc<str>> {
+        if let Some(tag) = &self.command_tag {
+            if frame.body.strip_suffix(&[0]) == Some(tag.as_bytes()) {
+                return Some(Arc::clone(tag));
+            }
+        }
+        let Ok(pg::BackendMessage::CommandComplete { tag }) = pg::BackendMessage::decode(frame)
+        else {
+            return None;
+        };
+        let tag: Arc<str> = Arc::from(tag);
+        self.command_tag = Some(Arc::clone(&tag));
+        Some(tag)
+    }
 }
 
 /// The PostgreSQL recording of one session.
@@ -62,6 +113,7 @@ pub struct PgRecording {
     prepared: RefCell<HashMap<String, Rc<Prepared>>>,
     portals: RefCell<HashMap<String, Portal>>,
     pending: RefCell<VecDeque<Pending>>,
+    described: RefCell<Described>,
     /// ReadyForQuery messages seen so far: the sync point being answered.
     answered: std::cell::Cell<u64>,
 }
@@ -75,6 +127,7 @@ impl PgRecording {
             prepared: RefCell::default(),
             portals: RefCell::default(),
             pending: RefCell::default(),
+            described: RefCell::default(),
             answered: std::cell::Cell::new(0),
         }
     }
@@ -129,10 +182,11 @@ impl PgRecording {
         sync: u64,
         until: Until,
     ) {
+        let at = now_us();
         let id = self
             .rec
-            .statement(Arc::from(sql), Vec::new(), fingerprint, decision);
-        self.expect(id, sync, until);
+            .statement(Arc::from(sql), Vec::new(), fingerprint, decision, at);
+        self.expect(id, sync, until, at);
     }
 
     pub fn bind(&self, bind: &pg::Bind<'_>) {
@@ -177,8 +231,9 @@ impl PgRecording {
                 None,
             ),
         };
-        let id = self.rec.statement(text, params, fingerprint, decision);
-        self.expect(id, sync, Until::Complete);
+        let at = now_us();
+        let id = self.rec.statement(text, params, fingerprint, decision, at);
+        self.expect(id, sync, Until::Complete, at);
     }
 
     /// A fast-path FunctionCall, answered at sync point `sync`.
@@ -205,12 +260,12 @@ impl PgRecording {
         }
     }
 
-    fn expect(&self, id: u64, sync: u64, until: Until) {
+    fn expect(&self, id: u64, sync: u64, until: Until, started_us: i64) {
         self.pending.borrow_mut().push_back(Pending {
             id,
             sync,
             until,
-            started: Instant::now(),
+            started_us,
             result: StatementResult {
                 statement_id: id,
                 rows: 0,
@@ -219,7 +274,7 @@ impl PgRecording {
                 command_tag: None,
                 sqlstate: None,
                 error: None,
-                columns: Vec::new(),
+                columns: Arc::from([]),
                 rows_data: Vec::new(),
                 rows_encoding: RowsEncoding::PgDataRow,
                 kept_rows: 0,
@@ -260,20 +315,7 @@ impl PgRecording {
         };
         p.result.bytes += delivered as u64;
         match frame.tag {
-            b'T' => {
-                if let Ok(pg::BackendMessage::RowDescription(fields)) =
-                    pg::BackendMessage::decode(frame)
-                {
-                    p.result.columns = fields
-                        .iter()
-                        .map(|f| Column {
-                            name: f.name.to_owned(),
-                            type_id: f.type_oid,
-                            binary: f.format == 1,
-                        })
-                        .collect();
-                }
-            }
+            b'T' => p.result.columns = self.described.borrow_mut().columns(frame),
             b'D' => {
                 p.result.rows += 1;
                 if !p.result.truncated && p.result.rows_data.len() + frame.body.len() <= self.cap {
@@ -286,11 +328,7 @@ impl PgRecording {
             b'd' => p.result.rows += 1,
             b'C' | b'I' | b's' => {
                 if frame.tag == b'C' {
-                    if let Ok(pg::BackendMessage::CommandComplete { tag }) =
-                        pg::BackendMessage::decode(frame)
-                    {
-                        p.result.command_tag = Some(tag.to_owned());
-                    }
+                    p.result.command_tag = self.described.borrow_mut().command_tag(frame);
                 }
                 if p.until == Until::Complete {
                     if let Some(p) = pending.pop_front() {
@@ -316,9 +354,12 @@ impl PgRecording {
     }
 
     fn finish(&self, mut p: Pending) {
-        p.result.duration_us = u64::try_from(p.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // One clock read gives the event's time and its duration. Both are wall-clock time: a
+        // clock stepped back during the statement shows as a duration of 0.
+        let now = now_us();
+        p.result.duration_us = u64::try_from(now.saturating_sub(p.started_us)).unwrap_or(0);
         debug_assert_eq!(p.id, p.result.statement_id);
-        self.rec.emit(Body::Result(p.result));
+        self.rec.emit_at(Body::Result(p.result), now);
     }
 
     /// Results still open when the session ends are recorded as interrupted.
@@ -349,6 +390,96 @@ fn param_text(bytes: &[u8], binary: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{self, Event, SessionMeta};
+
+    /// A RowDescription body: text columns of these names.
+    fn row_description(names: &[&str]) -> Vec<u8> {
+        let mut b = (names.len() as i16).to_be_bytes().to_vec();
+        for name in names {
+            b.extend_from_slice(name.as_bytes());
+            b.push(0);
+            b.extend_from_slice(&0i32.to_be_bytes()); // table
+            b.extend_from_slice(&0i16.to_be_bytes()); // attribute number
+            b.extend_from_slice(&25i32.to_be_bytes()); // type: text
+            b.extend_from_slice(&(-1i16).to_be_bytes()); // type size
+            b.extend_from_slice(&(-1i32).to_be_bytes()); // type modifier
+            b.extend_from_slice(&0i16.to_be_bytes()); // text format
+        }
+        b
+    }
+
+    /// Runs one simple query answered by one row of one value, returns its result event.
+    fn one_row_query(
+        rec: &PgRecording,
+        rx: &crossbeam_channel::Receiver<Event>,
+        sync: u64,
+        columns: &[&str],
+        tag: &str,
+    ) -> StatementResult {
+        rec.query("select", 1, None, sync);
+        let description = row_description(columns);
+        let mut row = 1i16.to_be_bytes().to_vec();
+        row.extend_from_slice(&1i32.to_be_bytes());
+        row.push(b'x');
+        let complete = format!("{tag}\0");
+        for (tag, body) in [
+            (b'T', description.as_slice()),
+            (b'D', row.as_slice()),
+            (b'C', complete.as_bytes()),
+            (b'Z', b"I".as_slice()),
+        ] {
+            rec.backend(Frame { tag, body }, body.len() + 5);
+        }
+        let statement = rx.try_recv().expect("statement event");
+        let result = rx.try_recv().expect("result event");
+        assert!(result.at_us >= statement.at_us);
+        match result.body {
+            Body::Result(r) => r,
+            other => panic!("expected a result, got {}", other.kind()),
+        }
+    }
+
+    /// A session shares the columns and tag of a result described with the same bytes as the
+    /// one before, and records new ones as soon as the server describes something else.
+    #[test]
+    fn results_share_repeated_descriptions_and_see_changed_ones() {
+        let (queue, rx) = record::channel(64, 1 << 20);
+        let rec = PgRecording::new(SessionRecorder::new(
+            queue,
+            SessionMeta {
+                id: "s".into(),
+                principal: "p".into(),
+                groups: vec![],
+                connection: "c".into(),
+                protocol: "postgres".into(),
+            },
+        ));
+        let names = |r: &StatementResult| -> Vec<String> {
+            r.columns.iter().map(|c| c.name.clone()).collect()
+        };
+
+        let first = one_row_query(&rec, &rx, 0, &["aid", "abalance"], "SELECT 1");
+        let second = one_row_query(&rec, &rx, 1, &["aid", "abalance"], "SELECT 1");
+        assert_eq!(names(&first), ["aid", "abalance"]);
+        assert_eq!(first.command_tag.as_deref(), Some("SELECT 1"));
+        assert!(Arc::ptr_eq(&first.columns, &second.columns));
+        match (&first.command_tag, &second.command_tag) {
+            (Some(a), Some(b)) => assert!(Arc::ptr_eq(a, b)),
+            other => panic!("expected two tags, got {other:?}"),
+        }
+
+        // Same column count and types, another name; another tag.
+        let third = one_row_query(&rec, &rx, 2, &["aid", "balance"], "SELECT 2");
+        assert_eq!(names(&third), ["aid", "balance"]);
+        assert_eq!(third.command_tag.as_deref(), Some("SELECT 2"));
+        assert_eq!((third.rows, third.kept_rows), (1, 1));
+
+        // And back: the table holds one description, which is the last one.
+        let fourth = one_row_query(&rec, &rx, 3, &["aid", "abalance"], "SELECT 1");
+        assert_eq!(names(&fourth), ["aid", "abalance"]);
+        assert_eq!(fourth.command_tag.as_deref(), Some("SELECT 1"));
+        assert!(!Arc::ptr_eq(&first.columns, &fourth.columns));
+    }
 
     #[test]
     fn params_are_text_or_hex() {

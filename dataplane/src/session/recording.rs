@@ -63,14 +63,20 @@ impl SessionRecorder {
         self.queue.max_result_bytes()
     }
 
-    /// Queues an event now, or behind the backlog when the queue is full.
+    /// Queues an event that happens now, or behind the backlog when the queue is full.
     pub fn emit(&self, body: Body) {
+        self.emit_at(body, now_us());
+    }
+
+    /// Queues an event that happened at `at_us` (from [`now_us`]; the caller read the clock
+    /// for its own use already).
+    pub fn emit_at(&self, body: Body, at_us: i64) {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
         let event = Event {
             session: Arc::clone(&self.meta),
             seq,
-            at_us: now_us(),
+            at_us,
             body,
         };
         let mut backlog = self.backlog.borrow_mut();
@@ -83,26 +89,30 @@ impl SessionRecorder {
         }
     }
 
-    /// Records a statement and returns its id.
+    /// Records a statement that arrived at `at_us` and returns its id.
     pub fn statement(
         &self,
         text: Arc<str>,
         params: Vec<Option<String>>,
         fingerprint_hash: u64,
         decision: Option<Arc<DecisionInfo>>,
+        at_us: i64,
     ) -> u64 {
         let id = self.statements.get();
         self.statements.set(id + 1);
         if decision.as_ref().is_some_and(|d| d.action != "allow") {
             self.denied.set(self.denied.get() + 1);
         }
-        self.emit(Body::Statement(Statement {
-            statement_id: id,
-            text,
-            params,
-            fingerprint_hash,
-            decision,
-        }));
+        self.emit_at(
+            Body::Statement(Statement {
+                statement_id: id,
+                text,
+                params,
+                fingerprint_hash,
+                decision,
+            }),
+            at_us,
+        );
         id
     }
 
@@ -126,24 +136,23 @@ impl SessionRecorder {
     /// loses nothing, and events never overtake one another.
     pub async fn flush(&self) {
         let mut wait = std::time::Duration::from_micros(50);
-        loop {
-            let refused = {
-                let mut backlog = self.backlog.borrow_mut();
-                loop {
-                    let Some(event) = backlog.pop_front() else {
-                        return;
-                    };
-                    if let Err(event) = self.queue.try_push(event) {
-                        backlog.push_front(event);
-                        break true;
-                    }
-                }
-            };
-            if refused {
-                crate::runtime::sleep(wait).await;
-                wait = (wait * 2).min(std::time::Duration::from_millis(5));
+        while !self.retry_backlog() {
+            crate::runtime::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Moves what the backlog holds onto the queue, oldest first, as far as there is room;
+    /// never waits. True when the backlog is empty.
+    pub fn retry_backlog(&self) -> bool {
+        let mut backlog = self.backlog.borrow_mut();
+        while let Some(event) = backlog.pop_front() {
+            if let Err(event) = self.queue.try_push(event) {
+                backlog.push_front(event);
+                return false;
             }
         }
+        true
     }
 
     /// Records the end of the session and waits until all its events are queued.
