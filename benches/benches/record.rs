@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tollgate::config::RecordConfig;
-use tollgate::proto::pg::Frame;
+use tollgate::proto::pg::{encode_data_row, BackendMessage, FieldDescription, Frame};
 use tollgate::record::{
     channel, Body, Column, DecisionInfo, Event, Recorder, RowsEncoding, SessionMeta, ShardQueue,
     Statement, StatementResult,
@@ -452,7 +452,7 @@ fn record_push(c: &mut Criterion) {
     // One pgbench -S transaction as a session records it. The server's answer, as frames.
     let rec = PgRecording::new(SessionRecorder::new(q.clone(), (*session).clone()));
     let description = row_description_body(&["abalance"], 23);
-    let row = data_row_body(&[b"-2871"]);
+    let row = message_body(|out| encode_data_row(out, [Some(b"-2871".as_slice())]));
     let frames: [(u8, &[u8]); 4] = [
         (b'T', &description),
         (b'D', &row),
@@ -490,27 +490,28 @@ fn record_push(c: &mut Criterion) {
     let _ = drainer.join();
 }
 
-/// A RowDescription body: columns of one type, text format.
-fn row_description_body(names: &[&str], type_oid: u32) -> Vec<u8> {
-    let mut b = (names.len() as u16).to_be_bytes().to_vec();
-    for name in names {
-        b.extend_from_slice(name.as_bytes());
-        b.push(0);
-        b.extend_from_slice(&16_397u32.to_be_bytes()); // table
-        b.extend_from_slice(&3u16.to_be_bytes()); // attribute number
-        b.extend_from_slice(&type_oid.to_be_bytes());
-        b.extend_from_slice(&4i16.to_be_bytes()); // type size
-        b.extend_from_slice(&(-1i32).to_be_bytes()); // type modifier
-        b.extend_from_slice(&0i16.to_be_bytes()); // text format
-    }
-    b
+/// The body (after tag and length) of a message `encode` writes.
+fn message_body(encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut message = Vec::new();
+    encode(&mut message);
+    message.split_off(5)
 }
 
-/// A DataRow body.
-fn data_row_body(values: &[&[u8]]) -> Vec<u8> {
-    let mut b = Vec::new();
-    data_row(&mut b, values);
-    b
+/// A RowDescription body: columns of one type, text format.
+fn row_description_body(names: &[&str], type_oid: u32) -> Vec<u8> {
+    let fields = names
+        .iter()
+        .map(|name| FieldDescription {
+            name,
+            table_oid: 16_397,
+            column: 3,
+            type_oid,
+            type_size: 4,
+            type_modifier: -1,
+            format: 0,
+        })
+        .collect();
+    message_body(|out| BackendMessage::RowDescription(fields).encode(out))
 }
 
 /// zstd levels to write at: `RECORD_BENCH_ZSTD_LEVELS` (comma-separated, e.g. "1,-3,9"), or

@@ -13,14 +13,15 @@
 //! FunctionCall     ─▶ ends at ReadyForQuery
 //! ```
 
-use super::recording::{now_us, SessionRecorder};
-use crate::proto::pg::{self, Frame};
-use crate::record::{Body, Column, DecisionInfo, RowsEncoding, StatementResult};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
+
+use super::recording::{now_us, SessionRecorder};
+use crate::proto::pg::{self, Frame};
+use crate::record::{Body, Column, DecisionInfo, RowsEncoding, StatementResult};
 
 /// A prepared statement as the client parsed it.
 struct Prepared {
@@ -392,20 +393,28 @@ mod tests {
     use super::*;
     use crate::record::{self, Event, SessionMeta};
 
+    /// The body (after tag and length) of a message `encode` writes.
+    fn body(encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut message = Vec::new();
+        encode(&mut message);
+        message.split_off(5)
+    }
+
     /// A RowDescription body: text columns of these names.
     fn row_description(names: &[&str]) -> Vec<u8> {
-        let mut b = (names.len() as i16).to_be_bytes().to_vec();
-        for name in names {
-            b.extend_from_slice(name.as_bytes());
-            b.push(0);
-            b.extend_from_slice(&0i32.to_be_bytes()); // table
-            b.extend_from_slice(&0i16.to_be_bytes()); // attribute number
-            b.extend_from_slice(&25i32.to_be_bytes()); // type: text
-            b.extend_from_slice(&(-1i16).to_be_bytes()); // type size
-            b.extend_from_slice(&(-1i32).to_be_bytes()); // type modifier
-            b.extend_from_slice(&0i16.to_be_bytes()); // text format
-        }
-        b
+        let fields = names
+            .iter()
+            .map(|name| pg::FieldDescription {
+                name,
+                table_oid: 0,
+                column: 0,
+                type_oid: 25,
+                type_size: -1,
+                type_modifier: -1,
+                format: 0,
+            })
+            .collect();
+        body(|out| pg::BackendMessage::RowDescription(fields).encode(out))
     }
 
     /// Runs one simple query answered by one row of one value, returns its result event.
@@ -418,9 +427,7 @@ mod tests {
     ) -> StatementResult {
         rec.query("select", 1, None, sync);
         let description = row_description(columns);
-        let mut row = 1i16.to_be_bytes().to_vec();
-        row.extend_from_slice(&1i32.to_be_bytes());
-        row.push(b'x');
+        let row = body(|out| pg::encode_data_row(out, [Some(b"x".as_slice())]));
         let complete = format!("{tag}\0");
         for (tag, body) in [
             (b'T', description.as_slice()),
