@@ -56,11 +56,9 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(50);
 /// First and longest delay between retries after a write error.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
-/// Shortest and longest sleep of the thread between two looks at the queues. The longest is
-/// also kept under a quarter of the time a batch may wait (half of `flush_interval_ms`), so
-/// that batches are sealed on time.
+/// Shortest and longest sleep of the thread between two looks at the queues.
 const MIN_IDLE: Duration = Duration::from_micros(100);
-const MAX_IDLE: Duration = Duration::from_millis(20);
+const MAX_IDLE: Duration = Duration::from_millis(5);
 /// How long shutdown keeps retrying failed writes.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -391,7 +389,6 @@ impl Sealed {
 impl Worker {
     fn run(mut self) {
         let mut idle = MIN_IDLE;
-        let max_idle = (self.flush_every / 4).clamp(MIN_IDLE, MAX_IDLE);
         loop {
             if self.control.crash.load(Ordering::Acquire) {
                 return;
@@ -400,10 +397,10 @@ impl Worker {
             let now = Instant::now();
             self.write_unwritten();
             // Held-back batches stop the draining: the queues fill and sessions wait.
-            let (taken, busiest, fill) = if self.unwritten.is_empty() {
+            let (taken, busiest) = if self.unwritten.is_empty() {
                 self.drain()
             } else {
-                (0, 0.0, 0.0)
+                (0, 0.0)
             };
             self.flush_old(now);
             if now >= self.next_housekeeping || stopping {
@@ -415,38 +412,36 @@ impl Worker {
                 return;
             }
             // Sleep while the queues fill slowly, longer and longer: a wake-up (a context
-            // switch on a core the shards need) costs more than the events it finds, and
-            // under load it finds a few hundred. A queue found a quarter full brings the next
-            // look closer; one with more than a round left in it is drained again at once.
+            // switch on a core the shards need) costs more than the few events it would
+            // find. A queue that filled a quarter of its round (or of itself) since the last
+            // look brings the next look closer.
             if busiest >= 1.0 || (stopping && taken > 0) {
                 idle = MIN_IDLE;
                 continue;
             }
             std::thread::park_timeout(idle);
-            idle = if fill >= 0.25 {
+            idle = if busiest >= 0.25 {
                 MIN_IDLE
             } else {
-                (idle * 2).min(max_idle)
+                (idle * 2).min(MAX_IDLE)
             };
         }
     }
 
     /// Takes what the queues hold (a round of each), recording every event. Returns the
-    /// events taken; how much of its round (or of itself, if smaller) the fullest queue held,
-    /// 1.0 when a queue may hold more; and how full the fullest queue was, as a fraction of
-    /// its capacity.
-    fn drain(&mut self) -> (usize, f64, f64) {
+    /// events taken, and how much of its round (or of itself, if smaller) the fullest queue
+    /// held: 1.0 when a queue may hold more.
+    fn drain(&mut self) -> (usize, f64) {
         let mut taken = 0;
         let mut busiest: f64 = 0.0;
-        let mut fill: f64 = 0.0;
         for i in 0..self.receivers.len() {
-            let Some((round, capacity, held)) = self.receivers.get(i).map(|rx| {
-                let capacity = rx.capacity().unwrap_or(DRAIN_ROUND).max(1);
-                (capacity.min(DRAIN_ROUND), capacity, rx.len())
-            }) else {
+            let Some(round) = self
+                .receivers
+                .get(i)
+                .map(|rx| rx.capacity().unwrap_or(DRAIN_ROUND).clamp(1, DRAIN_ROUND))
+            else {
                 break;
             };
-            fill = fill.max(held as f64 / capacity as f64);
             let mut from_this = 0;
             while from_this < round {
                 let Some(Ok(e)) = self.receivers.get(i).map(Receiver::try_recv) else {
@@ -458,7 +453,7 @@ impl Worker {
             taken += from_this;
             busiest = busiest.max(from_this as f64 / round as f64);
         }
-        (taken, busiest, fill)
+        (taken, busiest)
     }
 
     /// Chains one event and adds it to its hour's batch.
