@@ -115,6 +115,9 @@ pub struct PgRecording {
     portals: RefCell<HashMap<String, Portal>>,
     pending: RefCell<VecDeque<Pending>>,
     described: RefCell<Described>,
+    /// The columns of a result before (or without) a RowDescription, shared by all of them:
+    /// `Arc::from([])` allocates.
+    no_columns: Arc<[Column]>,
     /// ReadyForQuery messages seen so far: the sync point being answered.
     answered: std::cell::Cell<u64>,
 }
@@ -129,6 +132,7 @@ impl PgRecording {
             portals: RefCell::default(),
             pending: RefCell::default(),
             described: RefCell::default(),
+            no_columns: Arc::from([]),
             answered: std::cell::Cell::new(0),
         }
     }
@@ -275,7 +279,7 @@ impl PgRecording {
                 command_tag: None,
                 sqlstate: None,
                 error: None,
-                columns: Arc::from([]),
+                columns: Arc::clone(&self.no_columns),
                 rows_data: Vec::new(),
                 rows_encoding: RowsEncoding::PgDataRow,
                 kept_rows: 0,
